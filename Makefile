@@ -1,0 +1,52 @@
+# polygen: two entry points, `make demo` and `make test`; both create .venv on first use.
+PY := $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# A pinned torch resolves to the CPU build here; any other spec may pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+SHAPE ?= 1024x4096
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv build check lint typecheck bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev,triton]' $(TORCH)
+	touch $@
+
+build: venv
+	$(BIN)/polygen build
+
+check: venv
+	$(BIN)/polygen check
+
+demo: venv
+	$(BIN)/polygen build
+	$(BIN)/polygen list
+	$(BIN)/polygen cost $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape $(SHAPE)
+	$(BIN)/polygen cost $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 2048x2048
+	$(BIN)/polygen compare $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 512x2048 --dtype float32
+	$(BIN)/polygen plot $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') -o out/polar_maps.png
+	@echo "demo done: plot in out/polar_maps.png"
+
+lint: venv
+	$(BIN)/ruff check polygen tests bench
+
+typecheck: venv
+	$(BIN)/mypy polygen/ir polygen/passes
+
+test: venv
+	$(BIN)/ruff check polygen tests bench
+	$(BIN)/mypy polygen/ir polygen/passes
+	$(BIN)/polygen check
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/bench_ns.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

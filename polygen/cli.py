@@ -1,0 +1,199 @@
+"""``polygen`` command line: list, show, build, check, cost, compare, plot, fit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from polygen.errors import PolygenError
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        m, n = text.lower().split("x")
+        shape = (int(m), int(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must look like 1024x4096, got {text!r}") from None
+    if min(shape) < 1:
+        raise argparse.ArgumentTypeError("shape dimensions must be positive")
+    return shape
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import polygen
+
+    for name in polygen.list_specs():
+        s = polygen.load_spec(name)
+        print(f"{name:<20} {s.target:<13} {s.total_steps:>3} steps  {s.description}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import polygen
+    from polygen.driver import compile_stages
+
+    if args.stage == "spectral":
+        st = compile_stages(args.spec, check=False)
+        sm = st.spectral
+        print(f"spec {sm.name}: target={sm.target} domain={list(sm.domain)} input={sm.input_kind}")
+        print("variables: " + ", ".join(f"{v.name} ({v.kind}, init {v.init})" for v in sm.variables))
+        for s in sm.steps:
+            print(f"step {s.label} ×{s.repeat}:")
+            for let in s.lets:
+                print(f"    let {let.name} = {let.expr}")
+            for var, p in s.updates:
+                print(f"    {var} ← {p}")
+        print(st.report)
+        return 0 if st.report.ok else 1
+    if args.stage == "schedule":
+        print(polygen.schedule(args.spec, args.shape, dtype=args.dtype, backend=args.backend))
+        return 0
+    print(polygen.generate(args.spec, backend=args.stage), end="")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from polygen.driver import build
+
+    for p in build(args.specs or None, out=args.out):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from polygen.driver import check
+
+    problems = check(out=args.out)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"generated/ is out of date ({len(problems)} problem(s)); run `polygen build`", file=sys.stderr)
+        return 1
+    print("generated/ is up to date")
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    import polygen
+
+    rows = []
+    for name in args.specs:
+        plan = polygen.schedule(name, args.shape, dtype=args.dtype, backend=args.backend, batch=args.batch)
+        alts = {k: c for k, c in plan.alternatives}
+        rows.append({"spec": plan.spec, "form": plan.form, "matmuls": plan.matmuls,
+                     "long_matmuls": plan.cost.long_matmuls, "gflop": plan.cost.flops / 1e9,
+                     "dense_gflop": plan.cost.dense_flops / 1e9, "mbytes": plan.cost.bytes / 1e6,
+                     "est_ms": plan.cost.seconds * 1e3, "restarts": list(plan.schedule.restarts),
+                     "alternatives": {k: {"matmuls": c.matmuls, "gflop": c.flops / 1e9,
+                                          "est_ms": c.seconds * 1e3} for k, c in alts.items()}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    m, n = args.shape
+    print(f"cost at {m}x{n} {args.dtype} (batch {args.batch}) on {args.backend}")
+    head = f"{'spec':<20} {'form':<7} {'matmuls':>7} {'long':>5} {'GFLOP':>9} {'MB':>9} {'est ms':>9}  alternatives"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        alts = "; ".join(f"{k}: {a['matmuls']} mm, {a['gflop']:.2f} GFLOP" for k, a in r["alternatives"].items())
+        print(f"{r['spec']:<20} {r['form']:<7} {r['matmuls']:>7} {r['long_matmuls']:>5} {r['gflop']:>9.2f} "
+              f"{r['mbytes']:>9.1f} {r['est_ms']:>9.2f}  {alts}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from polygen.compare import compare, format_rows
+
+    rows = compare(args.specs, args.shape, dtype=args.dtype, cond=args.cond, repeats=args.repeats,
+                   peers=not args.no_peers)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        print(format_rows(rows, args.shape, args.dtype))
+    if args.plot:
+        from polygen.plot import plot_compare
+
+        plot_compare(rows, args.plot, title=f"{args.shape[0]}x{args.shape[1]} {args.dtype}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from polygen.plot import plot_maps
+
+    plot_maps(args.specs, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="polygen", description="Compile polynomial matrix iterations from spec files.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list the built-in specs")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("show", help="print one stage of a spec's compilation")
+    s.add_argument("spec")
+    s.add_argument("--stage", choices=("spectral", "schedule", "torch", "triton"), default="schedule")
+    s.add_argument("--shape", type=_shape, default=(1024, 4096))
+    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--backend", default="torch", choices=("torch", "triton"))
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("build", help="write generated/ for the given (default: all) built-in specs")
+    s.add_argument("specs", nargs="*")
+    s.add_argument("--out", type=Path, default=None)
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("check", help="fail when generated/ is stale, missing or orphaned")
+    s.add_argument("--out", type=Path, default=None)
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("cost", help="price the chosen plan (and alternatives) for a shape")
+    s.add_argument("specs", nargs="+")
+    s.add_argument("--shape", type=_shape, required=True)
+    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--backend", default="torch", choices=("torch", "triton"))
+    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_cost)
+
+    s = sub.add_parser("compare", help="measure time and error against float64 SVD, with peers")
+    s.add_argument("specs", nargs="+")
+    s.add_argument("--shape", type=_shape, required=True)
+    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--cond", type=float, default=1e3, help="condition number of the test matrix")
+    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--no-peers", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--plot", type=Path, default=None)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("plot", help="draw the specs' scalar maps on their domains (PNG)")
+    s.add_argument("specs", nargs="+")
+    s.add_argument("-o", "--output", type=Path, required=True)
+    s.set_defaults(func=cmd_plot)
+
+    try:
+        from polygen.fit.cli import add_fit_parser
+    except ImportError:  # pragma: no cover - fit/ ships with polygen
+        pass
+    else:
+        add_fit_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PolygenError as e:
+        print(f"polygen: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

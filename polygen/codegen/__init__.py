@@ -1,0 +1,1 @@
+"""Emitters: schedule IR → source text through Jinja2 templates (``templates/``)."""

@@ -1,0 +1,94 @@
+"""Torch emitter: every candidate plan of a spec → one torch.compile-friendly Python module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polygen.codegen.env import provenance_header, render
+from polygen.cost.model import cost_polynomial
+from polygen.ir.schedule import Loop, Op, Schedule
+from polygen.passes.pipeline import Stages
+
+TARGET_DOC = {
+    "polar": "The polar factor U Vᵀ (approximately, per the spec's map)",
+    "power": "The fractional power U S^p Vᵀ, rescaled as the spec says,",
+    "inverse_root": "The inverse root A^(-1/r) of a symmetric positive definite A",
+    "sqrt": "The square root A^(1/2) of a symmetric positive definite A",
+}
+
+
+def fmt(v: float | str) -> str:
+    return v if isinstance(v, str) else repr(float(v))
+
+
+def _op_view(op: Op, shapes: dict[str, str]) -> dict:
+    like = op.a if shapes.get(op.a) == op.shape else op.b
+    return {
+        "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
+        "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
+        "terms": [(fmt(k), m) for k, m in op.terms], "shape_like": like,
+    }
+
+
+def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
+    shapes = sched.shapes()
+    blocks = []
+    for blk in sched.blocks:
+        if isinstance(blk, Loop):
+            if blk.params:
+                tname = f"_TABLE_{len(tables)}"
+                tables.append({"name": tname, "rows": [[repr(float(v)) for v in row] for row in blk.table]})
+                header = f"for {', '.join(blk.params)} in {tname}:  # {blk.label}"
+            else:
+                header = f"for _ in range({blk.trips}):  # {blk.label}"
+            blocks.append({"loop": True, "header": header, "body": [_op_view(op, shapes) for op in blk.body]})
+        else:
+            blocks.append({"loop": False, "op": _op_view(blk, shapes)})
+    name = f"_plan_{key}"
+    restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
+    doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
+           f"side){restarts}.")
+    return {"name": name, "key": key, "blocks": blocks, "output": sched.outputs[0], "doc": doc}
+
+
+def emit_torch(stages: Stages, source_label: str | None = None) -> str:
+    from polygen import __version__
+
+    smap = stages.spec
+    functions: list[dict] = []
+    tables: list[dict] = []
+    seen: dict[Schedule, str] = {}
+    plans: dict[str, list[dict]] = {}
+    for dt, forms in stages.plans.items():
+        entries = []
+        for form, sched in forms.items():
+            if sched not in seen:
+                key = form if form == "direct" else f"{form}_{dt}"
+                seen[sched] = key
+                functions.append(_function_view(key, sched, tables))
+            poly = cost_polynomial(sched, dtype=dt, backend="torch")
+            poly_src = "(" + ", ".join(f"(({i}, {j}), {c!r})" for (i, j), c in sorted(poly.items())) + ",)"
+            entries.append({"fn": f"_plan_{seen[sched]}", "poly": poly_src})
+        plans[dt] = entries
+    counts = {seen[s]: s.matmuls for s in seen}
+    source = source_label or _relative_source(smap.source)
+    out = stages.spec.outputs[0]
+    return render(
+        "torch/module.py.jinja",
+        header=provenance_header(smap.name, smap.source_hash, __version__, "torch", source),
+        name=smap.name, description=smap.description or smap.name, spec_hash=smap.source_hash,
+        version=__version__, target=smap.target, input_kind=smap.input_kind, target_doc=TARGET_DOC[smap.target],
+        matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
+        norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
+        rescale=out.rescale, exponent=repr(out.exponent),
+    )
+
+
+def _relative_source(source: str) -> str:
+    p = Path(source)
+    parts = p.parts
+    if "polygen" in parts and "specs" in parts:
+        return "/".join(parts[parts.index("specs") - 1:])
+    return p.name
+
+

@@ -1,0 +1,120 @@
+"""Measure generated functions: time and error against float64 SVD, with peer implementations beside.
+
+Peers are what users run today: torch.optim.Muon's Newton–Schulz (its own function in bfloat16, the same
+loop in the requested dtype otherwise) and a plain direct Horner loop written by hand.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from polygen.runtime.reference import random_with_spectrum, spectral_reference, target_reference
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+MUON_ABC = (3.4445, -4.7750, 2.0315)
+
+
+def torch_muon_ns(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+    """torch.optim.Muon's Newton–Schulz: its own function for bfloat16, the identical loop for other dtypes."""
+    if G.dtype == torch.bfloat16 and G.ndim == 2:
+        from torch.optim._muon import _zeropower_via_newtonschulz
+
+        return _zeropower_via_newtonschulz(G, MUON_ABC, steps, eps)
+    a, b, c = MUON_ABC
+    X = G.mT if G.size(-2) > G.size(-1) else G
+    X = X / X.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c) if A.ndim == 3 else torch.addmm(A, A, A, beta=b, alpha=c)
+        X = torch.baddbmm(X, B, X, beta=a) if X.ndim == 3 else torch.addmm(X, B, X, beta=a)
+    return X.mT if G.size(-2) > G.size(-1) else X
+
+
+def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+@dataclass
+class Row:
+    name: str
+    form: str
+    matmuls: int
+    gflop: float
+    seconds: float
+    err_map: float  # relative Frobenius error against the spec's exact spectral map (NaN for peers)
+    err_target: float  # spectral-norm error against the exact target (U Vᵀ, U S^p Vᵀ, A^(-1/r), ...)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.norm(a.double() - b) / torch.linalg.norm(b))
+
+
+def _spec_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.linalg.matrix_norm(a.double() - b, ord=2).max())
+
+
+def compare(specs: list[str], shape: tuple[int, int], dtype: str = "float32", cond: float = 1e3,
+            repeats: int = 3, peers: bool = True, seed: int = 0) -> list[Row]:
+    import polygen
+
+    tdt = DTYPES[dtype]
+    rows: list[Row] = []
+    inputs: dict[bool, torch.Tensor] = {}
+    polar_ref = None
+    for name in specs:
+        smap = polygen.load_spec(name)
+        sym = smap.input_kind == "symmetric"
+        if sym not in inputs:
+            shp = (shape[0], shape[0]) if sym else shape
+            inputs[sym] = random_with_spectrum(shp, cond, seed=seed, symmetric=sym).to(tdt)
+        G = inputs[sym]
+        f = polygen.load(name, backend="torch")
+        plan = polygen.schedule(smap, G.shape[-2:], dtype=dtype)
+        Y = f(G)
+        ref = spectral_reference(smap, G)
+        tgt = target_reference(smap, G)
+        if smap.target == "polar":
+            polar_ref = tgt
+        secs = time_call(lambda: f(G), repeats)  # noqa: B023
+        rows.append(Row(name, plan.form, plan.matmuls, plan.cost.dense_flops / 1e9, secs, _rel(Y, ref),
+                        _spec_err(Y, tgt)))
+    if peers and False in inputs:
+        G = inputs[False]
+        m, n = sorted(G.shape[-2:])
+        Y = torch_muon_ns(G)
+        tgt = polar_ref if polar_ref is not None else target_reference(polygen.load_spec("muon_ns5"), G)
+        ref = spectral_reference(polygen.load_spec("muon_ns5"), G)
+        secs = time_call(lambda: torch_muon_ns(G), repeats)
+        flops = 5 * (2 * 2 * m * m * n + 2 * m**3) / 1e9
+        rows.append(Row("torch.optim.Muon NS", "direct", 15, flops, secs, _rel(Y, ref), _spec_err(Y, tgt)))
+    return rows
+
+
+def format_rows(rows: list[Row], shape: tuple[int, int], dtype: str) -> str:
+    base = next((r.seconds for r in rows if r.name == "torch.optim.Muon NS"), None)
+    head = f"{'spec':<22} {'form':<7} {'matmuls':>7} {'GFLOP':>8} {'time ms':>9} {'GFLOP/s':>8} "
+    head += f"{'err vs map':>11} {'err vs target':>13}" + (f" {'vs Muon':>8}" if base else "")
+    lines = [f"compare at {shape[0]}x{shape[1]} {dtype}", head, "-" * len(head)]
+    for r in rows:
+        line = (f"{r.name:<22} {r.form:<7} {r.matmuls:>7} {r.gflop:>8.2f} {r.seconds * 1e3:>9.1f} "
+                f"{r.gflop / r.seconds:>8.1f} {r.err_map:>11.2e} {r.err_target:>13.2e}")
+        if base:
+            line += f" {base / r.seconds:>7.2f}x"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Cost model (FLOPs, bytes, estimated time per backend) and the search for the cheapest plan."""

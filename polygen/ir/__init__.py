@@ -1,0 +1,1 @@
+"""polygen's own immutable IRs: no SymPy and no torch below this line."""

@@ -1,0 +1,124 @@
+"""The schedule IR: a straight list of matrix ops with fused scalar epilogues, plus loops over tables.
+
+Every product is ``out = alpha · A @ op(B) + beta · C + gamma · I`` (``op`` = transpose when ``tb``), which is
+exactly what ``addmm``/``baddbmm`` and a GEMM epilogue compute; ``lincomb`` is the only elementwise op.
+Each value has a *shape class*: ``S`` (m×m, the small Gram side), ``L`` (m×n, the long side) or ``N``
+(n×n, a symmetric input's side); FLOPs and bytes follow from the class and the shape at hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Scalar = float | str  # a number, or the name of a loop parameter (a column of the loop's table)
+
+MATMUL = "matmul"
+LINCOMB = "lincomb"
+IDENTITY = "identity"  # out = gamma · I
+ALIAS = "alias"  # out = a (a rename; costs nothing)
+OP_KINDS = (MATMUL, LINCOMB, IDENTITY, ALIAS)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One schedule op; ``out`` is (re)bound to its result."""
+
+    kind: str
+    out: str
+    shape: str  # "S" | "L" | "N"
+    symmetric: bool = False
+    a: str = ""  # matmul: left factor
+    b: str = ""  # matmul: right factor
+    tb: bool = False  # matmul: use bᵀ (Gram products X Xᵀ)
+    alpha: Scalar = 1.0
+    c: str = ""  # matmul: addend; lincomb: unused
+    beta: Scalar = 0.0
+    gamma: Scalar = 0.0  # + gamma · I (S and N shapes only)
+    terms: tuple[tuple[Scalar, str], ...] = ()  # lincomb: Σ k·M (+ gamma · I)
+    note: str = ""  # why this op exists (printed in listings)
+
+    @property
+    def is_matmul(self) -> bool:
+        return self.kind == MATMUL
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        if self.kind == MATMUL:
+            return tuple(x for x in (self.a, self.b, self.c) if x)
+        if self.kind == LINCOMB:
+            return tuple(m for _, m in self.terms)
+        if self.kind == ALIAS:
+            return (self.a,)
+        return ()
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The same body run once per row of ``table``; ``params`` name the columns used as scalars."""
+
+    params: tuple[str, ...]
+    table: tuple[tuple[float, ...], ...]
+    body: tuple[Op, ...]
+    label: str = ""
+
+    @property
+    def trips(self) -> int:
+        return len(self.table)
+
+
+Block = Op | Loop
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A complete plan: ``inputs`` are bound on entry (the normalized input is ``G``), ``outputs`` read at exit."""
+
+    form: str  # "direct" | "gram"
+    blocks: tuple[Block, ...]
+    outputs: tuple[str, ...]
+    input_shape: str = "L"  # "L" for rectangular inputs, "N" for symmetric ones
+    restarts: tuple[int, ...] = ()  # gram form: steps after which X, R are rebuilt from Q
+    dtype_class: str = "any"  # which dtypes this plan was derived for ("any", "float32", "bfloat16", ...)
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def flat_ops(self) -> list[tuple[Op, int]]:
+        """Every op with how many times it runs."""
+        out: list[tuple[Op, int]] = []
+        for blk in self.blocks:
+            if isinstance(blk, Loop):
+                out.extend((op, blk.trips) for op in blk.body)
+            else:
+                out.append((blk, 1))
+        return out
+
+    def count(self, *, shape_of_result: str | None = None, touches_long: bool | None = None) -> int:
+        """Matmuls executed, optionally only those producing a given shape class or touching the long side."""
+        n = 0
+        for op, times in self.flat_ops():
+            if not op.is_matmul:
+                continue
+            if shape_of_result is not None and op.shape != shape_of_result:
+                continue
+            if touches_long is not None and (op_touches_long(op, self) != touches_long):
+                continue
+            n += times
+        return n
+
+    @property
+    def matmuls(self) -> int:
+        return self.count()
+
+    def shapes(self) -> dict[str, str]:
+        """Shape class of every name (inputs included)."""
+        sh = {"G": self.input_shape}
+        for op, _ in self.flat_ops():
+            sh[op.out] = op.shape
+        return sh
+
+
+def op_touches_long(op: Op, sched: Schedule) -> bool:
+    """A matmul touches the long side when it reads or writes an m×n value (2·m²·n FLOPs)."""
+    if op.shape == "L":
+        return True
+    sh = sched.shapes()
+    return op.tb and sh.get(op.a) == "L"

@@ -1,0 +1,108 @@
+"""lower_direct: one step after another on the matrices themselves (Horner form per step).
+
+For a quintic polar step this is A = XXᵀ, B = bA + cA², X⁺ = aX + BX: three matmuls, two of them on the
+long side, every scalar in an epilogue.
+"""
+
+from __future__ import annotations
+
+from polygen.ir.poly import Poly
+from polygen.ir.schedule import Op, Schedule
+from polygen.ir.spectral import RECTANGULAR, SpectralMap, Step
+from polygen.passes.builder import Builder
+from polygen.passes.normalize import substitute_constants
+from polygen.passes.realize import Scope, realize_even, realize_odd
+from polygen.passes.roll_loops import Region, roll_loops
+
+
+def canonical(var: str) -> str:
+    return var.upper() if var.upper() != "G" else "G_"
+
+
+class DirectLowering:
+    def __init__(self, smap: SpectralMap, method: str = "auto"):
+        self.smap = smap
+        self.method = method
+        self.rect_input = smap.input_kind == RECTANGULAR
+        self.square = "S" if self.rect_input else "N"
+        self.shapes: dict[str, str] = {"G": "L" if self.rect_input else "N"}
+        self.kinds = {v.name: ("L" if v.kind == RECTANGULAR else self.square) for v in smap.variables}
+        self.rect = {v for v, k in self.kinds.items() if k == "L"}
+        self.invariant = smap.invariant_variables()
+        self.prologue = Builder(self.shapes, prefix="h", square=self.square)
+        self.hoist_memo: dict = {}
+        self.names: dict[str, str] = {}
+        self.consts: dict[str, float] = {}
+
+    def init_region(self) -> list[Op]:
+        b = Builder(self.shapes, prefix="i", square=self.square)
+        g = self.smap.input_symbol
+        for v in self.smap.variables:
+            if v.init.is_constant():
+                self.consts[v.name] = v.init.constant()
+                continue
+            scope = Scope({g: "G"}, {g: self.shapes["G"]}, frozenset(), b, b, {})
+            if v.init == Poly.sym(g):
+                b.alias("G", out=canonical(v.name))
+            elif self.kinds[v.name] == "L":
+                realize_odd(scope, v.init, {g}, out=canonical(v.name))
+            else:
+                b.materialize(realize_even(scope, v.init, {g} if self.rect_input else set()), out=canonical(v.name))
+            self.names[v.name] = canonical(v.name)
+        return b.ops
+
+    def step_region(self, step: Step) -> list[Op]:
+        b = Builder(self.shapes, prefix="t", square=self.square)
+        step = substitute_constants(step, self.consts)
+        scope = Scope(dict(self.names), dict(self.kinds), self.invariant, b, self.prologue, self.hoist_memo,
+                      method=self.method)
+        rect = set(self.rect)
+        for let in step.lets:
+            odd = any(sum(e for s, e in m if s in rect) % 2 for m, _ in let.expr.terms)
+            if odd:
+                scope.names[let.name] = realize_odd(scope, let.expr, rect)
+                rect.add(let.name)
+            else:
+                scope.names[let.name] = b.materialize(realize_even(scope, let.expr, rect))
+        pending: list[tuple[str, str]] = []
+        for i, (var, poly) in enumerate(step.updates):
+            if poly.is_constant():
+                self.consts[var] = poly.constant()
+                self.names.pop(var, None)
+                continue
+            later = any(var in p.symbols for _, p in step.updates[i + 1:])
+            out = "" if later else canonical(var)
+            if var in rect:
+                name = realize_odd(scope, poly, rect, out=out)
+            else:
+                name = b.materialize(realize_even(scope, poly, rect), out=out)
+            pending.append((var, name))
+        for var, name in pending:
+            if name != canonical(var):
+                b.alias(name, out=canonical(var))
+            self.names[var] = canonical(var)
+            self.consts.pop(var, None)
+        return b.ops
+
+    def output_region(self) -> tuple[list[Op], tuple[str, ...]]:
+        b = Builder(self.shapes, prefix="o", square=self.square)
+        outs = []
+        for o in self.smap.outputs:
+            if o.var in self.consts:
+                outs.append(b.identity(self.consts[o.var], out=canonical(o.var)))
+            else:
+                outs.append(self.names[o.var])
+        return b.ops, tuple(outs)
+
+
+def lower_direct(smap: SpectralMap, method: str = "auto") -> Schedule:
+    """The direct plan (``smap`` already normalized)."""
+    low = DirectLowering(smap, method=method)
+    init_ops = low.init_region()
+    regions: list[Region] = []
+    for step in smap.steps:
+        for _ in range(step.repeat):
+            regions.append(Region(tuple(low.step_region(step)), step.label))
+    out_ops, outs = low.output_region()
+    blocks = tuple(init_ops) + tuple(low.prologue.ops) + roll_loops(regions) + tuple(out_ops)
+    return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes["G"])

@@ -1,0 +1,50 @@
+"""Spec files: safe parsing, validation, and the built-in library in ``polygen/specs/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from polygen.errors import SpecError
+from polygen.ir.spectral import SpectralMap
+from polygen.spec.parse import parse_spec, spec_hash
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specs"
+
+__all__ = ["BUILTIN_DIR", "list_specs", "load_spec", "parse_spec", "spec_hash", "spec_path", "spec_text"]
+
+
+def list_specs() -> list[str]:
+    """Names of the built-in specs."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise SpecError("no such spec file", source=str(p))
+        return p
+    cand = BUILTIN_DIR / f"{name_or_path}.toml"
+    if not cand.exists():
+        raise SpecError(f"unknown spec {str(name_or_path)!r}; built-ins: {', '.join(list_specs())}",
+                        source=str(name_or_path))
+    return cand
+
+
+def spec_text(name_or_path: str | Path) -> tuple[str, str]:
+    """(text, source label) of a built-in name or a path."""
+    p = spec_path(name_or_path)
+    return p.read_text(encoding="utf-8"), str(p)
+
+
+def load_spec(name_or_path: str | Path | SpectralMap) -> SpectralMap:
+    """A built-in name (``"muon_ns5"``) or a path to a TOML file → frozen spectral IR."""
+    if isinstance(name_or_path, SpectralMap):
+        return name_or_path
+    text, source = spec_text(name_or_path)
+    smap = parse_spec(text, source=source)
+    p = spec_path(name_or_path)
+    if p.parent == BUILTIN_DIR and smap.name != p.stem:
+        raise SpecError(f"built-in spec name {smap.name!r} must match its file name {p.stem!r}",
+                        source=source, line=1, field="name")
+    return smap

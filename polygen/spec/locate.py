@@ -1,0 +1,55 @@
+"""Map TOML key paths to line numbers, so every SpecError can name its line (tomllib has no positions)."""
+
+from __future__ import annotations
+
+import re
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+_INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
+
+
+class Locator:
+    """``line_of(("steps", 0, "update", "x"))`` → the 1-based line of that field (or of its parent)."""
+
+    def __init__(self, text: str):
+        self.lines: dict[tuple, int] = {}
+        table: tuple = ()
+        counts: dict[tuple, int] = {}
+        for no, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0] if '"' not in raw else raw
+            m = _HEADER.match(line)
+            if m and not _KEY.match(line):
+                parts = tuple(p.strip().strip('"') for p in m.group(2).split("."))
+                if m.group(1) == "[[":
+                    idx = counts.get(parts, 0)
+                    counts[parts] = idx + 1
+                    table = parts + (idx,)
+                else:
+                    table = parts
+                self.lines.setdefault(table, no)
+                continue
+            k = _KEY.match(line)
+            if k:
+                key = k.group(1).strip('"')
+                path = table + (key,)
+                self.lines.setdefault(path, no)
+                rest = line[k.end():]
+                if "{" in rest:
+                    for sub in _INLINE_KEY.finditer(rest.split("{", 1)[1]):
+                        self.lines.setdefault(path + (sub.group(1),), no)
+
+    def line_of(self, path: tuple) -> int | None:
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return None
+
+
+def field_name(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out

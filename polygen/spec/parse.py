@@ -1,0 +1,354 @@
+"""Spec text → validated, frozen :class:`SpectralMap`. The only module that imports SymPy.
+
+SymPy expands and checks the algebra exactly; the result is frozen at once into ``polygen.ir.poly.Poly``
+(float coefficients, our own term order) so no pass ever sees a SymPy object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+import sympy as sp
+
+from polygen.errors import SpecError
+from polygen.ir.poly import Poly
+from polygen.ir.spectral import (
+    RECTANGULAR,
+    SYMMETRIC,
+    TARGETS,
+    Hints,
+    Let,
+    Normalization,
+    Output,
+    SpectralMap,
+    Step,
+    Variable,
+    VerifyPolicy,
+)
+from polygen.spec.expr import ExprError, parse_expr
+from polygen.spec.locate import Locator, field_name
+
+_TOP_KEYS = {"name", "description", "target", "p", "r", "domain", "input", "variables", "steps", "output",
+             "verify", "hints"}
+_STEP_KEYS = {"repeat", "coefficients", "table", "let", "update", "label"}
+
+
+class _Ctx:
+    def __init__(self, text: str, source: str):
+        self.source = source
+        self.loc = Locator(text)
+
+    def error(self, path: tuple, msg: str) -> SpecError:
+        return SpecError(msg, source=self.source, line=self.loc.line_of(path), field=field_name(path) or None)
+
+    def require(self, table: Mapping[str, Any], key: str, path: tuple) -> Any:
+        if key not in table:
+            return_path = path
+            raise SpecError(f"missing required field {key!r}", source=self.source,
+                            line=self.loc.line_of(return_path), field=field_name(path + (key,)))
+        return table[key]
+
+    def number(self, value: Any, path: tuple, *, positive: bool = False) -> float:
+        try:
+            e = parse_expr(value, {})
+            v = complex(sp.N(e, 30))
+        except ExprError as ex:
+            raise self.error(path, str(ex)) from None
+        except (TypeError, ValueError):
+            raise self.error(path, f"expected a number, got {value!r}") from None
+        if v.imag != 0 or not math.isfinite(v.real):
+            raise self.error(path, f"expected a finite real number, got {value!r}")
+        if positive and v.real <= 0:
+            raise self.error(path, f"expected a positive number, got {value!r}")
+        return float(v.real)
+
+    def string(self, table: Mapping[str, Any], key: str, path: tuple, default: str | None = None,
+               choices: tuple[str, ...] | None = None) -> str:
+        if key not in table:
+            if default is None:
+                raise self.error(path + (key,), f"missing required field {key!r}")
+            return default
+        v = table[key]
+        if not isinstance(v, str):
+            raise self.error(path + (key,), f"expected a string, got {type(v).__name__}")
+        if choices and v not in choices:
+            raise self.error(path + (key,), f"expected one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def table(self, parent: Mapping[str, Any], key: str, path: tuple, required: bool = False) -> dict:
+        if key not in parent:
+            if required:
+                raise self.error(path + (key,), f"missing required table [{field_name(path + (key,))}]")
+            return {}
+        v = parent[key]
+        if not isinstance(v, dict):
+            raise self.error(path + (key,), f"expected a table, got {type(v).__name__}")
+        return v
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest()
+
+
+def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
+    """Parse and validate spec text; raises :class:`polygen.SpecError` naming file, line and field."""
+    ctx = _Ctx(text, source)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        import re
+
+        m = re.search(r"line (\d+)", str(e))
+        raise SpecError(f"TOML syntax error: {e}", source=source, line=int(m.group(1)) if m else None,
+                        field=None) from None
+    for key in doc:
+        if key not in _TOP_KEYS:
+            raise ctx.error((key,), f"unknown field {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+
+    name = ctx.string(doc, "name", ())
+    if not name.isidentifier():
+        raise ctx.error(("name",), f"name must be an identifier, got {name!r}")
+    target = ctx.string(doc, "target", (), choices=TARGETS)
+    power = 0.0
+    if target == "power":
+        power = ctx.number(ctx.require(doc, "p", ()), ("p",))
+        if not 0.0 < power < 1.0:
+            raise ctx.error(("p",), f"power p must lie in (0, 1), got {doc['p']!r}")
+    elif target == "inverse_root":
+        r = ctx.number(ctx.require(doc, "r", ()), ("r",))
+        if r < 1 or r != int(r):
+            raise ctx.error(("r",), f"r must be an integer >= 1, got {doc['r']!r}")
+        power = 1.0 / r
+
+    domain_raw = ctx.require(doc, "domain", ())
+    if not isinstance(domain_raw, list) or len(domain_raw) != 2:
+        raise ctx.error(("domain",), "domain must be a list of two numbers [lo, hi]")
+    lo, hi = (ctx.number(v, ("domain",)) for v in domain_raw)
+    if not 0.0 <= lo < hi:
+        raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi, got [{lo}, {hi}]")
+
+    inp = ctx.table(doc, "input", ())
+    input_kind = ctx.string(inp, "kind", ("input",), default=RECTANGULAR if target in ("polar", "power")
+                            else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
+    if target in ("polar", "power") and input_kind != RECTANGULAR:
+        raise ctx.error(("input", "kind"), f"target {target!r} needs a rectangular input")
+    if target in ("inverse_root", "sqrt") and input_kind != SYMMETRIC:
+        raise ctx.error(("input", "kind"), f"target {target!r} needs a symmetric input")
+    input_symbol = ctx.string(inp, "symbol", ("input",), default="g")
+    normalization = Normalization(
+        norm=ctx.string(inp, "norm", ("input",), default="frobenius", choices=("frobenius", "none")),
+        safety=ctx.number(inp.get("safety", "1"), ("input", "safety"), positive=True),
+        eps=ctx.number(inp.get("eps", "1e-7"), ("input", "eps")),
+    )
+
+    # -- variables ------------------------------------------------------------------------------------
+    var_tables = ctx.table(doc, "variables", (), required=True)
+    if not var_tables:
+        raise ctx.error(("variables",), "at least one variable is required")
+    kinds: dict[str, str] = {}
+    for vname, vt in var_tables.items():
+        if not isinstance(vt, dict):
+            raise ctx.error(("variables", vname), "each variable is a table with kind and init")
+        if not vname.isidentifier() or vname == input_symbol:
+            raise ctx.error(("variables", vname), f"bad variable name {vname!r}")
+        kinds[vname] = ctx.string(vt, "kind", ("variables", vname), default=RECTANGULAR
+                                  if input_kind == RECTANGULAR else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
+        if input_kind == SYMMETRIC and kinds[vname] != SYMMETRIC:
+            raise ctx.error(("variables", vname, "kind"), "a symmetric input has only symmetric variables")
+    gsym = {input_symbol: sp.Symbol(input_symbol)}
+    variables = []
+    for vname, vt in var_tables.items():
+        path = ("variables", vname, "init")
+        init = _poly(ctx, ctx.require(vt, "init", ("variables", vname)), gsym, path)
+        if input_kind == RECTANGULAR:
+            want = 1 if kinds[vname] == RECTANGULAR else 0
+            _check_parity(ctx, init, {input_symbol}, want, path)
+        variables.append(Variable(vname, kinds[vname], init))
+
+    # -- steps --------------------------------------------------------------------------------------
+    steps_raw = ctx.require(doc, "steps", ())
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise ctx.error(("steps",), "steps must be a non-empty array of tables ([[steps]])")
+    rect_syms = {v for v, k in kinds.items() if k == RECTANGULAR}
+    steps: list[Step] = []
+    for i, st in enumerate(steps_raw):
+        steps.extend(_parse_step(ctx, st, i, kinds, rect_syms, input_kind))
+
+    # -- output, verify, hints ------------------------------------------------------------------------
+    out_t = ctx.table(doc, "output", (), required=True)
+    out_var = ctx.string(out_t, "var", ("output",))
+    if out_var not in kinds:
+        raise ctx.error(("output", "var"), f"unknown variable {out_var!r}")
+    if target in ("polar", "power") and kinds[out_var] != RECTANGULAR:
+        raise ctx.error(("output", "var"), f"target {target!r} returns a rectangular variable")
+    rescale = ctx.string(out_t, "rescale", ("output",), default="none", choices=("none", "rms", "norm"))
+    exponent = ctx.number(out_t.get("exponent", "0"), ("output", "exponent"))
+    outputs = (Output(out_var, rescale, exponent),)
+
+    ver_t = ctx.table(doc, "verify", ())
+    verify = VerifyPolicy(
+        expect=ctx.string(ver_t, "expect", ("verify",), default="bounded", choices=("converge", "bounded", "none")),
+        tolerance=ctx.number(ver_t.get("tolerance", "0.05"), ("verify", "tolerance"), positive=True),
+        lower=ctx.number(ver_t.get("lower", "0"), ("verify", "lower")),
+        upper=ctx.number(ver_t.get("upper", "2"), ("verify", "upper")),
+    )
+    hint_t = ctx.table(doc, "hints", ())
+    restart = hint_t.get("restart_every", 0)
+    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 0:
+        raise ctx.error(("hints", "restart_every"), "restart_every must be an integer >= 0")
+    force = hint_t.get("force", False)
+    if not isinstance(force, bool):
+        raise ctx.error(("hints", "force"), "force must be true or false")
+    hints = Hints(form=ctx.string(hint_t, "form", ("hints",), default="auto", choices=("auto", "direct", "gram")),
+                  restart_every=restart, force=force)
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise ctx.error(("description",), "description must be a string")
+
+    return SpectralMap(name=name, target=target, domain=(lo, hi), input_kind=input_kind, input_symbol=input_symbol,
+                       normalization=normalization, variables=tuple(variables), steps=tuple(steps),
+                       outputs=outputs, verify=verify, hints=hints, power=power, description=description,
+                       source=source, source_hash=spec_hash(text))
+
+
+def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: set[str],
+                input_kind: str) -> list[Step]:
+    path: tuple = ("steps", i)
+    if not isinstance(st, dict):
+        raise ctx.error(path, "each step is a table")
+    for key in st:
+        if key not in _STEP_KEYS:
+            raise ctx.error(path + (key,), f"unknown step field {key!r} (known: {', '.join(sorted(_STEP_KEYS))})")
+    coeffs_t = ctx.table(st, "coefficients", path)
+    table_t = ctx.table(st, "table", path)
+    rows: list[dict[str, float]]
+    if table_t:
+        lengths = set()
+        for cname, col in table_t.items():
+            if not isinstance(col, list) or not col:
+                raise ctx.error(path + ("table", cname), "each table column is a non-empty list of numbers")
+            lengths.add(len(col))
+        if len(lengths) != 1:
+            raise ctx.error(path + ("table",), f"table columns differ in length: {sorted(lengths)}")
+        n = lengths.pop()
+        rows = [{} for _ in range(n)]
+        for cname, col in table_t.items():
+            for j, v in enumerate(col):
+                rows[j][cname] = ctx.number(v, path + ("table", cname))
+    const = {c: ctx.number(v, path + ("coefficients", c)) for c, v in coeffs_t.items()}
+    for c in list(const) + (list(table_t) if table_t else []):
+        if not c.isidentifier() or c in kinds:
+            raise ctx.error(path + ("coefficients", c), f"bad coefficient name {c!r}")
+    repeat = st.get("repeat", len(rows) if table_t else None)
+    if repeat is None:
+        raise ctx.error(path, "missing required field 'repeat'")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ctx.error(path + ("repeat",), f"repeat must be an integer >= 1, got {repeat!r}")
+    if table_t and repeat != len(rows):
+        raise ctx.error(path + ("repeat",), f"repeat = {repeat} but the table has {len(rows)} rows")
+    if not table_t:
+        rows = [{}]
+
+    coef_syms = {c: sp.Symbol(c) for c in list(const) + list(table_t)}
+    syms: dict[str, sp.Symbol] = {v: sp.Symbol(v) for v in kinds} | coef_syms
+    let_t = ctx.table(st, "let", path)
+    lets_expr: list[tuple[str, sp.Expr, str]] = []  # name, expr, kind
+    local_rect = set(rect_syms)
+    for lname, ltext in let_t.items():
+        lpath = path + ("let", lname)
+        if not lname.isidentifier() or lname in syms:
+            raise ctx.error(lpath, f"bad or duplicate let name {lname!r}")
+        e = _expr(ctx, ltext, syms, lpath)
+        lets_expr.append((lname, e, ""))
+        syms[lname] = sp.Symbol(lname)
+    upd_t = ctx.table(st, "update", path, required=True)
+    if not upd_t:
+        raise ctx.error(path + ("update",), "a step must update at least one variable")
+    upd_expr = []
+    for vname, utext in upd_t.items():
+        upath = path + ("update", vname)
+        if vname not in kinds:
+            raise ctx.error(upath, f"update of undeclared variable {vname!r}")
+        upd_expr.append((vname, _expr(ctx, utext, syms, upath)))
+
+    const_syms = {coef_syms[c]: sp.Float(v, 30) if v != int(v) else sp.Integer(int(v)) for c, v in const.items()}
+    mat_syms = [sp.Symbol(v) for v in kinds] + [sp.Symbol(n) for n, _, _ in lets_expr]
+    out: list[Step] = []
+    for j, row in enumerate(rows):
+        subs = dict(const_syms) | {coef_syms[c]: sp.Float(v, 30) for c, v in row.items()}
+        lets: list[Let] = []
+        for lname, e, _ in lets_expr:
+            poly = _freeze(ctx, e.xreplace(subs), mat_syms, path + ("let", lname))
+            if input_kind == RECTANGULAR:
+                parity = _parity(ctx, poly, local_rect, path + ("let", lname))
+                if parity == 1:
+                    local_rect.add(lname)
+            lets.append(Let(lname, poly))
+        updates = []
+        for vname, e in upd_expr:
+            poly = _freeze(ctx, e.xreplace(subs), mat_syms, path + ("update", vname))
+            if input_kind == RECTANGULAR:
+                want = 1 if kinds[vname] == RECTANGULAR else 0
+                _check_parity(ctx, poly, local_rect, want, path + ("update", vname))
+            updates.append((vname, poly))
+        label = st.get("label", f"steps[{i}]" + (f" row {j}" if table_t else ""))
+        out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label)))
+    return out
+
+
+def _expr(ctx: _Ctx, text: Any, syms: Mapping[str, sp.Symbol], path: tuple) -> sp.Expr:
+    try:
+        return parse_expr(text, syms)
+    except ExprError as ex:
+        raise ctx.error(path, str(ex)) from None
+
+
+def _freeze(ctx: _Ctx, e: sp.Expr, gens: list[sp.Symbol], path: tuple) -> Poly:
+    """Exact SymPy polynomial → frozen Poly with float coefficients."""
+    free = e.free_symbols - set(gens)
+    if free:
+        raise ctx.error(path, f"unknown symbols {sorted(map(str, free))}")
+    used = [g for g in gens if g in e.free_symbols]
+    try:
+        p = sp.Poly(sp.expand(e), *used) if used else None
+    except sp.PolynomialError as ex:
+        raise ctx.error(path, f"not a polynomial in the variables: {ex}") from None
+    if p is None:
+        c = complex(sp.N(e, 30))
+        if c.imag or not math.isfinite(c.real):
+            raise ctx.error(path, "coefficients must be finite real numbers")
+        return Poly.const(c.real)
+    if not p.domain.is_Numerical and not p.domain.is_RR and not p.domain.is_QQ and not p.domain.is_ZZ:
+        raise ctx.error(path, f"not a polynomial in the variables (coefficient domain {p.domain})")
+    terms = {}
+    for monom, coef in p.terms():
+        c = complex(sp.N(coef, 30))
+        if c.imag or not math.isfinite(c.real):
+            raise ctx.error(path, f"coefficient {coef} is not a finite real number")
+        terms[tuple((str(g), k) for g, k in zip(used, monom) if k)] = c.real
+    return Poly.from_dict(terms)
+
+
+def _parity(ctx: _Ctx, poly: Poly, rect: set[str], path: tuple) -> int:
+    parities = {sum(e for s, e in m if s in rect) % 2 for m, _ in poly.terms}
+    if len(parities) > 1:
+        raise ctx.error(path, "mixes odd and even terms in the rectangular variables; "
+                              "odd terms are U f(S) Vᵀ, even ones live in Gram space")
+    return parities.pop() if parities else 0
+
+
+def _check_parity(ctx: _Ctx, poly: Poly, rect: set[str], want: int, path: tuple) -> None:
+    got = _parity(ctx, poly, rect, path)
+    if poly.is_zero() and want == 1:
+        raise ctx.error(path, "a rectangular variable cannot be zero")
+    if got != want:
+        kind = "odd (a rectangular variable, U f(S) Vᵀ)" if want else "even (a Gram-space / symmetric value)"
+        raise ctx.error(path, f"wrong parity: must be {kind} in the rectangular variables")
+
+
+def _poly(ctx: _Ctx, text: Any, syms: Mapping[str, sp.Symbol], path: tuple) -> Poly:
+    return _freeze(ctx, _expr(ctx, text, syms, path), list(syms.values()), path)

@@ -63,6 +63,9 @@ class Poly:
         o = other if isinstance(other, Poly) else Poly.const(other)
         return self + (-o)
 
+    def __rsub__(self, other: float) -> Poly:
+        return Poly.const(other) - self
+
     def scale(self, k: float) -> Poly:
         return Poly.from_dict({m: c * k for m, c in self.terms})
 

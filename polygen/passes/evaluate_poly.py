@@ -47,9 +47,11 @@ def monomial_matrix(env: SymEnv, mono: Monomial) -> str:
         name = env.lookup(mono[0][0])
     elif len(mono) == 1:
         s, e = mono[0]
-        half = monomial_matrix(env, ((s, e // 2),))
-        sq = b.matmul(half, half, note=f"{s}^{e // 2 * 2}")
-        name = sq if e % 2 == 0 else b.matmul(sq, monomial_matrix(env, ((s, 1),)), note=f"{s}^{e}")
+        if e % 2 == 0:
+            half = monomial_matrix(env, ((s, e // 2),))
+            name = b.matmul(half, half, note=f"{s}^{e}")
+        else:
+            name = b.matmul(monomial_matrix(env, ((s, e - 1),)), monomial_matrix(env, ((s, 1),)), note=f"{s}^{e}")
     else:
         head, tail = mono[:1], mono[1:]
         name = b.matmul(monomial_matrix(env, head), monomial_matrix(env, tail))

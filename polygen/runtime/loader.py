@@ -103,6 +103,15 @@ class PolygenFunction:
         fn = mod.PLAN_FUNCTIONS[plan] if plan is not None else None
         return mod.apply(G, plan=fn)
 
+    def plan_for(self, shape: tuple[int, ...], dtype: Any, backend: str = "torch") -> str:
+        """The name of the plan ``f`` runs for an input of this shape and dtype."""
+        mod = self._module(backend)
+        m, n = shape[-2:]
+        if self.spec.input_kind == "rectangular" and m > n:
+            m, n = n, m
+        fn = mod.choose_plan(m, n, dtype)
+        return next(k for k, v in mod.PLAN_FUNCTIONS.items() if v is fn)
+
     @property
     def plans(self) -> list[str]:
         return list(self._module("torch").PLAN_FUNCTIONS)

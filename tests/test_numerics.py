@@ -1,0 +1,124 @@
+"""Generated torch code against float64 ground truth (SVD / eigh) on matrices with controlled spectra."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import polygen
+from polygen.runtime.reference import polar, random_with_spectrum, spectral_reference
+from tests.conftest import TOL_MAP, rel_err
+
+POLAR = [n for n in polygen.list_specs() if polygen.load_spec(n).target == "polar"]
+SHAPES = [(37, 101), (101, 37), (64, 64), (3, 40, 72), (2, 2, 33, 20)]
+
+
+def in_domain_spectrum(smap, k, cond):
+    """Singular values log-spaced over [max(lo, hi/cond), hi] of the spec's domain (scaled by the norm)."""
+    lo, hi = smap.domain
+    s = torch.logspace(math.log10(hi), math.log10(max(lo, hi / cond)), k, dtype=torch.float64)
+    return s
+
+
+def spec_matrix(smap, shape, cond, seed=0):
+    """A matrix whose *normalized* singular values span the spec's domain up to condition number cond."""
+    sym = smap.input_kind == "symmetric"
+    if sym:
+        shape = shape[:-1] + (shape[-2],)
+    k = min(shape[-2:])
+    s = in_domain_spectrum(smap, k, cond)
+    # Frobenius normalization divides by ‖s‖₂: scale so that s/‖s‖ keeps the top value at the domain's top
+    G = random_with_spectrum(shape, seed=seed, symmetric=sym, spectrum=s / s.norm() * s[0] / s.norm())
+    return G
+
+
+@pytest.mark.parametrize("name", polygen.list_specs())
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("cond", [10.0, 1e4], ids=["well", "ill"])
+def test_generated_matches_exact_spectral_map_fp32(name, shape, cond):
+    smap = polygen.load_spec(name)
+    f = polygen.load(name, backend="torch")
+    G = random_with_spectrum(shape if smap.input_kind != "symmetric" else shape[:-1] + (shape[-2],),
+                             cond if smap.input_kind != "symmetric" else min(cond, 1 / smap.domain[0] / 2),
+                             seed=3, symmetric=smap.input_kind == "symmetric")
+    ref = spectral_reference(smap, G)
+    for plan in f.plans:
+        Y = f(G, plan=plan)
+        assert Y.shape == G.shape and Y.dtype == G.dtype
+        assert rel_err(Y, ref) <= TOL_MAP[("float32", "well" if cond <= 10 else "ill")], plan
+
+
+@pytest.mark.parametrize("name", POLAR)
+@pytest.mark.parametrize("shape", [(37, 101), (3, 40, 72)], ids=str)
+def test_generated_matches_exact_spectral_map_bf16(name, shape):
+    smap = polygen.load_spec(name)
+    f = polygen.load(name, backend="torch")
+    G = random_with_spectrum(shape, 10.0, seed=5, dtype=torch.bfloat16)
+    ref = spectral_reference(smap, G)
+    direct = rel_err(f(G, plan="direct"), ref)
+    assert direct <= TOL_MAP[("bfloat16", "well")]
+    key = f.plan_for(shape, torch.bfloat16)
+    if key != "direct":
+        Y = f(G, plan=key)
+        assert Y.dtype == torch.bfloat16
+        # the Gram form trades accuracy for FLOPs: its restart budget in bf16 is 16u (place_restarts.FACTOR)
+        assert rel_err(Y, ref) <= min(5 * direct, 16 * 2.0**-8), key
+
+
+def test_bf16_restarts_keep_gram_plan_as_accurate_as_direct():
+    """Without its dtype-derived restarts the Gram plan is garbage in bf16; with them it matches direct."""
+    smap = polygen.load_spec("muon_ns5")
+    f = polygen.load("muon_ns5", backend="torch")
+    G = random_with_spectrum((64, 256), 1e3, seed=2, dtype=torch.bfloat16)
+    ref = spectral_reference(smap, G)
+    direct = rel_err(f(G, plan="direct"), ref)
+    restarted = rel_err(f(G, plan="gram_bfloat16"), ref)
+    unrestarted = rel_err(f(G, plan="gram_float32"), ref)
+    assert restarted <= 2 * direct + 1e-2
+    assert unrestarted > 5 * restarted
+
+
+def test_polar_express_8_reaches_the_polar_factor_to_fp32_accuracy():
+    f = polygen.load("polar_express_8", backend="torch")
+    for shape in [(50, 120), (120, 50), (4, 32, 48)]:
+        # normalized singular values in [2e-3, 1]: inside the design domain [1e-3, 1] after ‖·‖_F·1.01
+        G = random_with_spectrum(shape, 1e2, seed=7)
+        err = float(torch.linalg.matrix_norm(f(G, plan="direct").double() - polar(G), ord=2).max())
+        assert err < 1e-4, err
+
+
+def test_zero_matrix_returns_zeros():
+    for name in POLAR:
+        f = polygen.load(name, backend="torch")
+        for plan in f.plans:
+            Y = f(torch.zeros(3, 8, 20), plan=plan)
+            assert torch.equal(Y, torch.zeros(3, 8, 20)), (name, plan)
+
+
+def test_rejects_bad_input():
+    f = polygen.load("muon_ns5", backend="torch")
+    with pytest.raises(ValueError, match="expects a"):
+        f(torch.zeros(5))
+    with pytest.raises(TypeError, match="floating-point"):
+        f(torch.zeros(4, 4, dtype=torch.int64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(2, 24), n=st.integers(2, 48),
+    logs=st.lists(st.floats(-3.0, 0.0), min_size=24, max_size=24),
+    name=st.sampled_from(POLAR),
+)
+def test_property_any_spectrum_in_domain(m, n, logs, name):
+    smap = polygen.load_spec(name)
+    k = min(m, n)
+    s = torch.tensor(sorted(logs[:k], reverse=True), dtype=torch.float64).exp2()
+    G = random_with_spectrum((m, n), seed=m * 100 + n, spectrum=s)
+    f = polygen.load(name, backend="torch")
+    ref = spectral_reference(smap, G)
+    for plan in f.plans:
+        assert rel_err(f(G, plan=plan), ref) <= TOL_MAP[("float32", "ill")]

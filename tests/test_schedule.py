@@ -1,0 +1,140 @@
+"""Scheduler and cost model: pinned matmul counts, plan choice by shape and dtype, exactness of every plan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polygen
+from polygen.cost.model import plan_cost
+from polygen.cost.search import candidates
+from polygen.ir.evaluate import evaluate_map
+from polygen.ir.interpret import interpret
+from polygen.ir.poly import Poly
+from polygen.ir.schedule import LINCOMB, MATMUL
+from polygen.passes.builder import Builder
+from polygen.passes.evaluate_poly import SymEnv, choose_univariate, eval_sym, univariate_costs
+from polygen.passes.lower_direct import lower_direct
+from polygen.passes.normalize import normalize
+from polygen.passes.place_restarts import place_restarts
+from polygen.passes.plan_gram_space import plan_gram_space
+from polygen.passes.verify_convergence import domain_grid
+
+
+def spectral(name):
+    return normalize(polygen.load_spec(name))
+
+
+def test_muon_ns5_direct_is_15_matmuls_3_per_step():
+    sched = lower_direct(spectral("muon_ns5"))
+    assert sched.matmuls == 15
+    assert sched.count(touches_long=True) == 10
+    assert sched.count(touches_long=False) == 5
+    ops = [op for op, _ in sched.flat_ops() if op.kind != "alias"]
+    assert all(op.kind == MATMUL for op in ops), "every scalar must ride on a matmul epilogue"
+    gram, b_op, x_op = ops
+    assert gram.tb and gram.symmetric
+    assert (b_op.alpha, b_op.beta) == (2.0315, -4.775) and b_op.c == gram.out  # B = bA + cA²
+    assert x_op.beta == 3.4445 and x_op.c == "X"  # X⁺ = aX + BX
+
+
+def test_gram_plan_for_aspect_4_has_fewer_flops_and_2_long_matmuls():
+    plan = polygen.schedule("muon_ns5", (1024, 4096), dtype="float32")
+    assert plan.form == "gram"
+    direct = dict(plan.alternatives)["direct"]
+    assert plan.flops < direct.flops
+    assert plan.cost.long_matmuls == 2
+    assert plan.schedule.restarts == ()
+
+
+def test_square_stays_direct():
+    plan = polygen.schedule("muon_ns5", (1024, 1024), dtype="float32")
+    assert plan.form == "direct" and plan.matmuls == 15
+
+
+def test_tall_input_is_transposed_to_the_small_gram_side():
+    tall = polygen.schedule("muon_ns5", (4096, 1024))
+    wide = polygen.schedule("muon_ns5", (1024, 4096))
+    assert tall.transposed and not wide.transposed
+    assert tall.flops == wide.flops and tall.form == wide.form
+
+
+def test_restarts_are_derived_from_the_dtype():
+    smap = spectral("muon_ns5")
+    assert place_restarts(smap, "float32") == ()
+    bf16 = place_restarts(smap, "bfloat16")
+    assert len(bf16) >= 1
+    g0 = plan_gram_space(smap, ())
+    g1 = plan_gram_space(smap, bf16)
+    # each restart rebuilds X = QX₀ and R = XXᵀ: exactly two more long-side matmuls
+    assert g1.count(touches_long=True) - g0.count(touches_long=True) == 2 * len(bf16)
+
+
+def test_restart_hint_is_honoured():
+    text = polygen.spec.spec_text("muon_ns5")[0] + "\n[hints]\nrestart_every = 2\n"
+    smap = normalize(polygen.parse_spec(text, source="h.toml"))
+    assert place_restarts(smap, "float32") == (1, 3)
+
+
+@pytest.mark.parametrize("name", polygen.list_specs())
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_every_plan_computes_the_spectral_map_exactly(name, dtype):
+    """The schedule's scalar semantics (float64) equals the spec's composed map: no plan changes the math."""
+    smap = spectral(name)
+    x = domain_grid(*smap.domain, n=301)
+    want = evaluate_map(smap, x)[smap.output.var]
+    for form, sched in candidates(smap, dtype).items():
+        (got,) = interpret(sched, x)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=f"{name} {form}")
+
+
+def _env(poly_symbol="s"):
+    shapes = {"S": "S"}
+    b = Builder(shapes)
+    return b, SymEnv(builder=b, lookup=lambda s: "S")
+
+
+def test_horner_for_low_degree():
+    b, env = _env()
+    s = Poly.sym("s")
+    aff = eval_sym(env, 1.0 + 2 * s + 3 * s**2 + 4 * s**3)
+    assert aff.k0 == 1.0
+    assert sum(op.kind == MATMUL for op in b.ops) == 2
+    assert not any(op.kind == LINCOMB for op in b.ops)
+
+
+def test_paterson_stockmeyer_beats_horner_at_high_degree():
+    coeffs = {e: 1.0 / e for e in range(1, 13)}
+    costs = univariate_costs(coeffs)
+    assert costs["horner"][0] == 11
+    method = choose_univariate(coeffs)
+    assert method.startswith("ps") and costs[method][0] < 11
+    b, env = _env()
+    poly = sum((c * Poly.sym("s", e) for e, c in coeffs.items()), Poly())
+    eval_sym(env, poly)
+    assert sum(op.kind == MATMUL for op in b.ops) == costs[method][0]
+
+
+def test_sparse_powers_use_repeated_squaring():
+    coeffs = {2**k: 0.5**k for k in range(13)}  # Σ a_k s^(2^k), degree 4096
+    assert choose_univariate(coeffs) == "chain"
+    b, env = _env()
+    poly = sum((c * Poly.sym("s", e) for e, c in coeffs.items()), Poly())
+    eval_sym(env, poly)
+    assert sum(op.kind == MATMUL for op in b.ops) == 12  # s², s⁴, …, s^4096
+
+
+def test_cost_model_symmetric_discount_only_on_triton():
+    sched = lower_direct(spectral("muon_ns5"))
+    torch_cost = plan_cost(sched, 512, 2048, backend="torch")
+    triton_cost = plan_cost(sched, 512, 2048, backend="triton")
+    assert torch_cost.flops == torch_cost.dense_flops
+    assert triton_cost.flops < triton_cost.dense_flops
+    # gram XXᵀ (2m²n) and A² (2m³) are symmetric: half price on triton
+    m, n = 512, 2048
+    assert triton_cost.dense_flops - triton_cost.flops == 5 * (m * m * n + m**3)
+
+
+def test_plan_listing_is_readable():
+    text = str(polygen.schedule("muon_ns5", (1024, 4096)))
+    assert "form=gram" in text and "R = X @ Xᵀ" in text and "Q ← HQ" in text

@@ -71,7 +71,8 @@ class Builder:
         return self._emit(Op(MATMUL, out, shape, symmetric=shape in ("S", "N"), a=a, b=b, tb=tb, alpha=alpha,
                              c=c if beta else "", beta=beta if c else 0.0, gamma=gamma, note=note))
 
-    def lincomb(self, terms: Sequence[tuple[Scalar, str]], *, gamma: Scalar = 0.0, out: str = "", note: str = "") -> str:
+    def lincomb(self, terms: Sequence[tuple[Scalar, str]], *, gamma: Scalar = 0.0, out: str = "",
+                note: str = "") -> str:
         terms = [(k, m) for k, m in terms if k != 0.0]
         if not terms:
             return self.identity(gamma, out=out)

@@ -1,0 +1,107 @@
+"""Generated code: reproducible, provenance header, `polygen check` catches staleness, torch.compile-clean."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import polygen
+from polygen.driver import available_backends, build, check
+from polygen.runtime.loader import GENERATED_DIR
+
+
+def test_generated_dir_is_up_to_date():
+    assert check() == []
+
+
+def test_regenerating_into_a_temp_dir_reproduces_generated(tmp_path: Path):
+    build(out=tmp_path)
+    for be in available_backends():
+        for p in sorted((GENERATED_DIR / be).glob("*.py")):
+            assert (tmp_path / be / p.name).read_text() == p.read_text(), p
+
+
+def test_check_fails_on_stale_missing_and_orphaned(tmp_path: Path):
+    shutil.copytree(GENERATED_DIR, tmp_path / "gen")
+    gen = tmp_path / "gen"
+    target = gen / "torch" / "muon_ns5.py"
+    target.write_text(target.read_text().replace("beta=3.4445", "beta=3.4446"))
+    (gen / "torch" / "ns_cubic.py").unlink()
+    (gen / "torch" / "retired_spec.py").write_text("# old\n")
+    problems = check(out=gen)
+    assert any(p.startswith("stale:") and "muon_ns5" in p for p in problems)
+    assert any(p.startswith("missing:") and "ns_cubic" in p for p in problems)
+    assert any(p.startswith("orphaned:") and "retired_spec" in p for p in problems)
+
+
+def test_header_carries_spec_hash_version_and_command():
+    smap = polygen.load_spec("polar_express")
+    src = polygen.generate("polar_express")
+    head = src.splitlines()[:4]
+    assert f"# spec sha256: {smap.source_hash}" in head
+    assert any(f"polygen {polygen.__version__}" in line for line in head)
+    assert "# regenerate:  polygen build polar_express" in head
+    assert src == polygen.generate("polar_express"), "generation must be deterministic"
+
+
+def test_generated_code_has_no_host_syncs():
+    for name in polygen.list_specs():
+        src = polygen.generate(name)
+        for bad in (".item()", ".tolist()", ".cpu()", "float(", "print("):
+            assert bad not in src, (name, bad)
+
+
+def test_stale_builtin_is_recompiled_into_the_cache_with_a_warning(tmp_path, monkeypatch):
+    import polygen.runtime.loader as loader
+
+    monkeypatch.setattr(loader, "GENERATED_DIR", tmp_path)
+    monkeypatch.setattr(loader, "CACHE_DIR", tmp_path / "cache")
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "ns_cubic.py").write_text("# spec sha256: 0000\nraise RuntimeError('stale file ran')\n")
+    import sys
+
+    for k in [k for k in sys.modules if k.startswith("polygen_generated.torch.ns_cubic")]:
+        del sys.modules[k]
+    with pytest.warns(UserWarning, match="missing or stale"):
+        f = polygen.load("ns_cubic", backend="torch")
+    assert f(torch.eye(3)).shape == (3, 3)
+    assert list((tmp_path / "cache").glob("torch_ns_cubic_*.py"))
+
+
+def test_user_spec_path_loads_through_the_cache(tmp_path, monkeypatch):
+    import polygen.runtime.loader as loader
+
+    monkeypatch.setattr(loader, "CACHE_DIR", tmp_path / "cache")
+    text = polygen.spec.spec_text("muon_ns5")[0].replace('name = "muon_ns5"', 'name = "my_ns"')
+    p = tmp_path / "my_ns.toml"
+    p.write_text(text)
+    f = polygen.load(str(p), backend="torch")
+    g = polygen.load("muon_ns5", backend="torch")
+    G = torch.randn(16, 40)
+    torch.testing.assert_close(f(G), g(G), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["muon_ns5"])
+def test_torch_compile_fullgraph_no_graph_breaks(name):
+    """A first inductor compile takes ~20 s on this CPU: one spec in the default run, the rest are slow."""
+    f = polygen.load(name, backend="torch")
+    G = torch.randn(2, 24, 64)
+    compiled = torch.compile(lambda x: f(x), fullgraph=True, dynamic=False)
+    torch.testing.assert_close(compiled(G), f(G), rtol=1e-4, atol=1e-5)
+    explain = torch._dynamo.explain(lambda x: f(x))(G)
+    assert explain.graph_break_count == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in polygen.list_specs() if n != "muon_ns5"])
+def test_torch_compile_fullgraph_all_specs(name):
+    smap = polygen.load_spec(name)
+    f = polygen.load(name, backend="torch")
+    G = torch.randn(2, 24, 24) if smap.input_kind == "symmetric" else torch.randn(2, 24, 64)
+    if smap.input_kind == "symmetric":
+        G = G @ G.mT / 24 + 0.5 * torch.eye(24)
+    compiled = torch.compile(lambda x: f(x), fullgraph=True, dynamic=False)
+    torch.testing.assert_close(compiled(G), f(G), rtol=1e-4, atol=1e-5)

@@ -48,7 +48,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(st.report)
         return 0 if st.report.ok else 1
     if args.stage == "schedule":
-        print(polygen.schedule(args.spec, args.shape, dtype=args.dtype, backend=args.backend))
+        smap = polygen.load_spec(args.spec)
+        shape = args.shape or ((1024, 1024) if smap.input_kind == "symmetric" else (1024, 4096))
+        print(polygen.schedule(smap, shape, dtype=args.dtype, backend=args.backend))
         return 0
     print(polygen.generate(args.spec, backend=args.stage), end="")
     return 0
@@ -80,9 +82,11 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     rows = []
     for name in args.specs:
-        plan = polygen.schedule(name, args.shape, dtype=args.dtype, backend=args.backend, batch=args.batch)
+        smap = polygen.load_spec(name)
+        shape = (args.shape[0], args.shape[0]) if smap.input_kind == "symmetric" else args.shape
+        plan = polygen.schedule(smap, shape, dtype=args.dtype, backend=args.backend, batch=args.batch)
         alts = {k: c for k, c in plan.alternatives}
-        rows.append({"spec": plan.spec, "form": plan.form, "matmuls": plan.matmuls,
+        rows.append({"spec": plan.spec, "shape": f"{shape[0]}x{shape[1]}", "form": plan.form, "matmuls": plan.matmuls,
                      "long_matmuls": plan.cost.long_matmuls, "gflop": plan.cost.flops / 1e9,
                      "dense_gflop": plan.cost.dense_flops / 1e9, "mbytes": plan.cost.bytes / 1e6,
                      "est_ms": plan.cost.seconds * 1e3, "restarts": list(plan.schedule.restarts),
@@ -138,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print one stage of a spec's compilation")
     s.add_argument("spec")
     s.add_argument("--stage", choices=("spectral", "schedule", "torch", "triton"), default="schedule")
-    s.add_argument("--shape", type=_shape, default=(1024, 4096))
+    s.add_argument("--shape", type=_shape, default=None, help="default 1024x4096 (1024x1024 for symmetric specs)")
     s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
     s.add_argument("--backend", default="torch", choices=("torch", "triton"))
     s.set_defaults(func=cmd_show)

@@ -26,6 +26,10 @@ def schedule(spec: Any, shape: tuple[int, int], dtype: Any = "float32", backend:
     """The cheapest plan for one problem; ``plan.matmuls``, ``plan.flops``, ``plan.form``, ``str(plan)``."""
     smap = _spec(spec)
     m, n = int(shape[0]), int(shape[1])
+    if smap.input_kind == "symmetric" and m != n:
+        from polygen.errors import ScheduleError
+
+        raise ScheduleError(f"{smap.name} takes square symmetric matrices; got shape {m}x{n}")
     transposed = smap.input_kind == "rectangular" and m > n
     mm, nn = (n, m) if transposed else (m, n)
     dt = dtype_class(dtype)

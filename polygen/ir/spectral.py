@@ -41,6 +41,13 @@ class Step:
     updates: tuple[tuple[str, Poly], ...]
     repeat: int = 1
     label: str = ""
+    # The order in which symbols are written in each let/update (name -> symbols, left to right). Exact
+    # arithmetic commutes, floating point does not: coupled iterations are only stable as written
+    # (Higham's Y ← Y·T, Z ← T·Z), so products keep the spec's left-to-right order.
+    orders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def order_of(self, name: str) -> tuple[str, ...]:
+        return dict(self.orders).get(name, ())
 
     def update_of(self, var: str) -> Poly | None:
         for name, poly in self.updates:

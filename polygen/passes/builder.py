@@ -48,6 +48,7 @@ class Builder:
         self._temps: set[str] = set()
         self._uses: dict[str, int] = {}
         self.memos: list[dict] = []  # CSE tables that may hand out our temps; a fold forgets them there
+        self._pinned: set[str] = set()  # names bound to a symbol (lets): read later, never folded or renamed
 
     def fresh(self) -> str:
         name = f"{self.prefix}{self._n}"
@@ -93,8 +94,12 @@ class Builder:
         return self._emit(Op(ALIAS, out, self.shape[a], a=a))
 
     # -- fusion ---------------------------------------------------------------------------------
+    def pin(self, name: str) -> str:
+        self._pinned.add(name)
+        return name
+
     def _producer(self, name: str) -> int | None:
-        if name not in self._temps or self._uses.get(name, 0):
+        if name not in self._temps or self._uses.get(name, 0) or name in self._pinned:
             return None
         for i in range(len(self.ops) - 1, -1, -1):
             if self.ops[i].out == name:

@@ -28,6 +28,10 @@ class SymEnv:
     memo: dict[Monomial, str] | None = None
     hoist_memo: dict[Monomial, str] | None = None
     method: str = "auto"  # "auto" | "horner" | "ps" | "chain": force a univariate method
+    order: tuple[str, ...] = ()  # left-to-right order of symbols as the spec wrote them
+
+    def rank(self, sym: str) -> int:
+        return self.order.index(sym) if sym in self.order else len(self.order)
 
     def __post_init__(self) -> None:
         self.memo = {} if self.memo is None else self.memo
@@ -53,7 +57,8 @@ def monomial_matrix(env: SymEnv, mono: Monomial) -> str:
         else:
             name = b.matmul(monomial_matrix(env, ((s, e - 1),)), monomial_matrix(env, ((s, 1),)), note=f"{s}^{e}")
     else:
-        head, tail = mono[:1], mono[1:]
+        ordered = tuple(sorted(mono, key=lambda se: (env.rank(se[0]), se[0])))
+        head, tail = ordered[:1], tuple(sorted(ordered[1:]))
         name = b.matmul(monomial_matrix(env, head), monomial_matrix(env, tail))
     memo[mono] = name
     return name
@@ -152,7 +157,10 @@ def _horner(env: SymEnv, rest: Poly) -> str:
         c, beta = S, aa.k0
     else:
         c, beta = b.lincomb([(aa.k0, S), (bb.k1, bb.m)]), 1.0
-    return b.matmul(S, aa.m, alpha=aa.k1, c=c, beta=beta if c else 0.0, gamma=bb.k0)
+    # keep the written order: S on the right when the spec wrote the other factors first
+    right = env.order and env.rank(s) > min((env.rank(t) for t in a_poly.symbols), default=env.rank(s))
+    lhs, rhs = (aa.m, S) if right else (S, aa.m)
+    return b.matmul(lhs, rhs, alpha=aa.k1, c=c, beta=beta if c else 0.0, gamma=bb.k0)
 
 
 def _chain(env: SymEnv, s: str, coeffs: dict[int, float]) -> str:

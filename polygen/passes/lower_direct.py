@@ -10,6 +10,7 @@ from polygen.ir.poly import Poly
 from polygen.ir.schedule import Op, Schedule
 from polygen.ir.spectral import RECTANGULAR, SpectralMap, Step
 from polygen.passes.builder import Builder
+from polygen.passes.eliminate_dead import eliminate_dead
 from polygen.passes.normalize import substitute_constants
 from polygen.passes.realize import Scope, realize_even, realize_odd
 from polygen.passes.roll_loops import Region, roll_loops
@@ -58,18 +59,20 @@ class DirectLowering:
                       method=self.method)
         rect = set(self.rect)
         for let in step.lets:
+            scope.symenv().order = step.order_of(let.name)
             odd = any(sum(e for s, e in m if s in rect) % 2 for m, _ in let.expr.terms)
             if odd:
-                scope.names[let.name] = realize_odd(scope, let.expr, rect)
+                scope.names[let.name] = b.pin(realize_odd(scope, let.expr, rect))
                 rect.add(let.name)
             else:
-                scope.names[let.name] = b.materialize(realize_even(scope, let.expr, rect))
+                scope.names[let.name] = b.pin(b.materialize(realize_even(scope, let.expr, rect)))
         pending: list[tuple[str, str]] = []
         for i, (var, poly) in enumerate(step.updates):
             if poly.is_constant():
                 self.consts[var] = poly.constant()
                 self.names.pop(var, None)
                 continue
+            scope.symenv().order = step.order_of(var)
             later = any(var in p.symbols for _, p in step.updates[i + 1:])
             out = "" if later else canonical(var)
             if var in rect:
@@ -104,5 +107,6 @@ def lower_direct(smap: SpectralMap, method: str = "auto") -> Schedule:
         for _ in range(step.repeat):
             regions.append(Region(tuple(low.step_region(step)), step.label))
     out_ops, outs = low.output_region()
+    regions = eliminate_dead(regions, out_ops, outs)
     blocks = tuple(init_ops) + tuple(low.prologue.ops) + roll_loops(regions) + tuple(out_ops)
     return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes["G"])

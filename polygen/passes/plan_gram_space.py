@@ -51,7 +51,7 @@ def plan_gram_space(smap: SpectralMap, restarts: tuple[int, ...] = (), method: s
         scope = Scope({gram_symbol(x, x): "R"}, {}, frozenset(), b, b, {}, method=method)
         rect = {x}
         for let in step.lets:
-            scope.names[let.name] = b.materialize(eval_sym(scope.symenv(), to_gram_poly(let.expr, rect)))
+            scope.names[let.name] = b.pin(b.materialize(eval_sym(scope.symenv(), to_gram_poly(let.expr, rect))))
         update = step.updates[0][1]
         hs = carriers(update, rect)
         if set(hs) != {x}:

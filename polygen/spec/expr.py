@@ -97,3 +97,18 @@ class _Converter:
         if not (exp.is_Integer and 0 <= int(exp) <= MAX_SYMBOL_EXPONENT):
             raise ExprError(f"powers of variables must be integers in [0, {MAX_SYMBOL_EXPONENT}], got {exp}")
         return base**exp
+
+
+def symbol_order(text: object) -> tuple[str, ...]:
+    """Names in an (already validated) expression in left-to-right reading order, first occurrence only."""
+    tree = ast.parse(str(text).strip(), mode="eval")
+    seen: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.Name) and node.id not in seen:
+            seen.append(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree.body)
+    return tuple(seen)

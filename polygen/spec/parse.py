@@ -29,7 +29,7 @@ from polygen.ir.spectral import (
     Variable,
     VerifyPolicy,
 )
-from polygen.spec.expr import ExprError, parse_expr
+from polygen.spec.expr import ExprError, parse_expr, symbol_order
 from polygen.spec.locate import Locator, field_name
 
 _TOP_KEYS = {"name", "description", "target", "p", "r", "domain", "input", "variables", "steps", "output",
@@ -296,7 +296,9 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
                 _check_parity(ctx, poly, local_rect, want, path + ("update", vname))
             updates.append((vname, poly))
         label = st.get("label", f"steps[{i}]" + (f" row {j}" if table_t else ""))
-        out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label)))
+        orders = tuple((n, symbol_order(t)) for n, t in list(let_t.items()) + list(upd_t.items()))
+        out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label),
+                        orders=orders))
     return out
 
 

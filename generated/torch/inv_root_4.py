@@ -46,7 +46,7 @@ def _plan_direct(G):
 # Estimated seconds of each plan as Σ c·m^i·n^j (polygen's cost model); the cheapest one runs.
 _PLANS = {
     "float32": (
-        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 1.076e-07), ((0, 3), 1.52e-09),)),
+        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 1.0759999999999998e-07), ((0, 3), 1.52e-09),)),
     ),
     "bfloat16": (
         (_plan_direct, (((0, 0), 0.000192), ((0, 2), 5.3999999999999994e-08), ((0, 3), 1.52e-09),)),

@@ -55,7 +55,7 @@ def _plan_direct(G):
 # Estimated seconds of each plan as Σ c·m^i·n^j (polygen's cost model); the cheapest one runs.
 _PLANS = {
     "float32": (
-        (_plan_direct, (((0, 0), 0.000146), ((0, 2), 9.222000000000008e-08), ((0, 3), 1.2399999999999996e-09),)),
+        (_plan_direct, (((0, 0), 0.000146), ((0, 2), 9.222000000000007e-08), ((0, 3), 1.2399999999999996e-09),)),
     ),
     "bfloat16": (
         (_plan_direct, (((0, 0), 0.000146), ((0, 2), 4.622000000000004e-08), ((0, 3), 1.2399999999999996e-09),)),

@@ -29,11 +29,11 @@ def _plan_direct(G):
     Y = torch.bmm(Y, t0)
     Z = t0
     for _ in range(16):  # steps[0]
-        t0 = torch.baddbmm(Z, Z, Y, beta=0.0, alpha=-0.5)
+        t0 = torch.baddbmm(G.new_zeros(()), Z, Y, beta=0.0, alpha=-0.5)
         t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
         Y = torch.bmm(Y, t0)
         Z = torch.bmm(t0, Z)
-    t0 = torch.baddbmm(Z, Z, Y, beta=0.0, alpha=-0.5)
+    t0 = torch.baddbmm(G.new_zeros(()), Z, Y, beta=0.0, alpha=-0.5)
     t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
     Y = torch.bmm(Y, t0)
     return Y

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from polygen.codegen.env import provenance_header, render
 from polygen.cost.model import cost_polynomial
-from polygen.ir.schedule import Loop, Op, Schedule
+from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
 
 TARGET_DOC = {
@@ -21,17 +21,23 @@ def fmt(v: float | str) -> str:
     return v if isinstance(v, str) else repr(float(v))
 
 
-def _op_view(op: Op, shapes: dict[str, str]) -> dict:
-    like = op.a if shapes.get(op.a) == op.shape else op.b
+def _op_view(op: Op, runtime: set[str]) -> dict:
+    gamma_rt = isinstance(op.gamma, str) and bool(set(op.scalar_names) & runtime)
     return {
         "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
         "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
-        "terms": [(fmt(k), m) for k, m in op.terms], "shape_like": like,
+        "terms": [(fmt(k), m) for k, m in op.terms], "gamma_runtime": gamma_rt,
+        "args": list(op.args), "data": repr(tuple(tuple(float(v) for v in row) for row in op.data)),
+        "lo": repr(op.lo), "hi": repr(op.hi), "rows": op.rows, "scale": repr(1.0 / op.rows ** 0.5) if op.rows else "",
     }
 
 
+def runtime_scalars(sched: Schedule) -> set[str]:
+    return {op.out for op, _ in sched.flat_ops() if op.kind == FIT}
+
+
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
-    shapes = sched.shapes()
+    rt = runtime_scalars(sched)
     blocks = []
     for blk in sched.blocks:
         if isinstance(blk, Loop):
@@ -41,9 +47,9 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                 header = f"for {', '.join(blk.params)} in {tname}:  # {blk.label}"
             else:
                 header = f"for _ in range({blk.trips}):  # {blk.label}"
-            blocks.append({"loop": True, "header": header, "body": [_op_view(op, shapes) for op in blk.body]})
+            blocks.append({"loop": True, "header": header, "body": [_op_view(op, rt) for op in blk.body]})
         else:
-            blocks.append({"loop": False, "op": _op_view(blk, shapes)})
+            blocks.append({"loop": False, "op": _op_view(blk, rt)})
     name = f"_plan_{key}"
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
@@ -81,6 +87,7 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
         matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
         norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
         rescale=out.rescale, exponent=repr(out.exponent),
+        uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
     )
 
 

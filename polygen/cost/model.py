@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Op, Schedule
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Schedule
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,16 @@ MACHINES = {
 ITEMSIZE = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def dims(shape_class: str, m: int, n: int) -> tuple[int, int]:
-    return {"S": (m, m), "L": (m, n), "N": (n, n)}[shape_class]
+def dim_factors(shape_class: str, input_shape: str = "L") -> tuple[str, str]:
+    """Rows and columns of a shape class as symbols: "m", "n", "p" (sketch rows) or "1"."""
+    side = "m" if input_shape == "L" else "n"
+    return {"S": ("m", "m"), "L": ("m", "n"), "N": ("n", "n"), "P": ("p", side), "C": ("1", "1")}[shape_class]
 
 
-def _inner(op: Op, shapes: dict[str, str], m: int, n: int) -> int:
-    rows, cols = dims(shapes[op.a], m, n)
-    return cols
+def dims(shape_class: str, m: int, n: int, p: int = 0, input_shape: str = "L") -> tuple[int, int]:
+    val = {"m": m, "n": n, "p": p, "1": 1}
+    r, c = dim_factors(shape_class, input_shape)
+    return val[r], val[c]
 
 
 @dataclass(frozen=True)
@@ -55,24 +58,44 @@ class Cost:
                 f"{self.bytes / 1e6:.1f} MB, est. {self.seconds * 1e3:.2f} ms")
 
 
-def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int) -> tuple[int, int, bool]:
-    """(dense FLOPs, bytes, symmetric-output?) of one op at shape (m, n)."""
+def op_terms(op: Op, shapes: dict[str, str], input_shape: str = "L") -> tuple[list[tuple[tuple[str, ...], float]],
+                                                                           list[tuple[tuple[str, ...], float]], bool]:
+    """FLOPs and elements moved by one op, as lists of (dimension symbols, multiplier); and symmetric-output?"""
+    f = lambda sc: dim_factors(sc, input_shape)  # noqa: E731
     if op.kind == MATMUL:
-        r, c = dims(op.shape, m, n)
-        k = _inner(op, shapes, m, n)
-        flops = 2 * r * c * k
-        elems = sum(dims(shapes[x], m, n)[0] * dims(shapes[x], m, n)[1] for x in (op.a, op.b)) + r * c
-        if op.c:
-            elems += r * c
-        return flops, elems * itemsize, op.symmetric
+        r, c = f(op.shape)
+        k = f(shapes[op.a])[1]
+        flops = [((r, c, k), 2.0)]
+        elems = [(f(shapes[x]), 1.0) for x in (op.a, op.b) + ((op.c,) if op.c else ())] + [((r, c), 1.0)]
+        return flops, elems, op.symmetric
     if op.kind == LINCOMB:
-        r, c = dims(op.shape, m, n)
-        return 2 * r * c * len(op.terms), (len(op.terms) + 1) * r * c * itemsize, False
-    if op.kind == IDENTITY:
-        r, c = dims(op.shape, m, n)
-        return 0, r * c * itemsize, False
+        rc = f(op.shape)
+        return [(rc, 2.0 * len(op.terms))], [(rc, len(op.terms) + 1.0)], False
+    if op.kind in (IDENTITY, SKETCH):
+        return [], [(f(op.shape), 1.0)], False
+    if op.kind == FIT:
+        d = float(len(op.args))
+        rc = f(shapes[op.args[0]])
+        return [(rc, 2.0 * d * d)], [(rc, d)], False
     assert op.kind == ALIAS
-    return 0, 0, False
+    return [], [], False
+
+
+def _value(factors: tuple[str, ...], m: int, n: int, p: int) -> int:
+    val = {"m": m, "n": n, "p": p, "1": 1}
+    out = 1
+    for x in factors:
+        out *= val[x]
+    return out
+
+
+def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int, p: int = 0,
+            input_shape: str = "L") -> tuple[int, int, bool]:
+    """(dense FLOPs, bytes, symmetric-output?) of one op at shape (m, n)."""
+    flops, elems, sym = op_terms(op, shapes, input_shape)
+    fl = int(sum(k * _value(fs, m, n, p) for fs, k in flops))
+    by = int(sum(k * _value(fs, m, n, p) for fs, k in elems)) * itemsize
+    return fl, by, sym
 
 
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
@@ -82,7 +105,7 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
     shapes = sched.shapes()
     matmuls = long_mm = flops = dense = nbytes = ops = 0
     for op, times in sched.flat_ops():
-        f, b, sym = op_cost(op, shapes, m, n, itemsize)
+        f, b, sym = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
         if op.kind == ALIAS:
             continue
         ops += times
@@ -97,11 +120,6 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
     return Cost(matmuls, long_mm, flops, dense, nbytes, ops, secs)
 
 
-def _dim_exps(shape_class: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(m, n) exponents of the rows and the columns of a shape class."""
-    return {"S": ((1, 0), (1, 0)), "L": ((1, 0), (0, 1)), "N": ((0, 1), (0, 1))}[shape_class]
-
-
 def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "torch") -> dict[tuple[int, int], float]:
     """Estimated seconds as Σ coef·m^i·n^j, so generated code can pick a plan from the shape at call time."""
     mach = MACHINES[backend]
@@ -109,28 +127,18 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
     shapes = sched.shapes()
     poly: dict[tuple[int, int], float] = {}
 
-    def add(e: tuple[int, int], c: float) -> None:
-        poly[e] = poly.get(e, 0.0) + c
-
-    def size(sc: str) -> tuple[int, int]:
-        (a, b), (c, d) = _dim_exps(sc)
-        return (a + c, b + d)
+    def add(factors: tuple[str, ...], c: float) -> None:
+        e = (factors.count("m"), factors.count("n"))
+        poly[e] = poly.get(e, 0.0) + c * float(sched.sketch_rows) ** factors.count("p")
 
     for op, times in sched.flat_ops():
         if op.kind == ALIAS:
             continue
-        add((0, 0), times * mach.launch_s)
-        out = size(op.shape)
-        if op.kind == MATMUL:
-            inner = _dim_exps(shapes[op.a])[1]
-            disc = mach.symmetric_discount if op.symmetric else 1.0
-            add((out[0] + inner[0], out[1] + inner[1]), times * 2 * disc / mach.flops_per_s)
-            for x in (op.a, op.b) + ((op.c,) if op.c else ()):
-                add(size(shapes[x]), times * itemsize / mach.bytes_per_s)
-            add(out, times * itemsize / mach.bytes_per_s)
-        elif op.kind == LINCOMB:
-            add(out, times * (2 * len(op.terms) / mach.flops_per_s
-                              + (len(op.terms) + 1) * itemsize / mach.bytes_per_s))
-        else:
-            add(out, times * itemsize / mach.bytes_per_s)
+        poly[(0, 0)] = poly.get((0, 0), 0.0) + times * mach.launch_s
+        flops, elems, sym = op_terms(op, shapes, sched.input_shape)
+        disc = mach.symmetric_discount if sym else 1.0
+        for fs, k in flops:
+            add(fs, times * k * disc / mach.flops_per_s)
+        for fs, k in elems:
+            add(fs, times * k * itemsize / mach.bytes_per_s)
     return poly

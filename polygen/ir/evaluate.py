@@ -7,14 +7,60 @@ from typing import Any
 
 import numpy as np
 
-from polygen.ir.spectral import SpectralMap, Step
+from polygen.ir.spectral import Fit, SpectralMap, Step
+
+
+def fit_objective(fit: Fit, r: Any) -> np.ndarray:
+    """Coefficients (lowest power first) of Σ_spectrum R⁺(param)², a polynomial in the parameter.
+
+    ``r`` holds residual values along the last axis (one spectrum per leading index).
+    """
+    r = np.asarray(r, dtype=float)
+    h = [np.asarray(c.evaluate({fit.residual: r}) * np.ones_like(r)) for c in fit.coeffs]
+    k = len(h)
+    out = np.zeros(r.shape[:-1] + (2 * k - 1,))
+    for i in range(k):
+        for j in range(k):
+            out[..., i + j] += np.sum(h[i] * h[j], axis=-1)
+    return out
+
+
+def minimize_on_interval(coeffs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """argmin over [lo, hi] of the polynomial Σ c_k a^k (along the last axis): endpoints and critical points."""
+    coeffs = np.asarray(coeffs, dtype=float)
+    flat = coeffs.reshape(-1, coeffs.shape[-1])
+    best = np.empty(flat.shape[0])
+    for n, c in enumerate(flat):
+        cands = [lo, hi]
+        d = np.polynomial.polynomial.polyder(c)
+        if np.any(d[1:] != 0):
+            roots = np.polynomial.polynomial.polyroots(d)
+            cands += [float(z.real) for z in roots if abs(z.imag) <= 1e-9 * max(1.0, abs(z)) and lo <= z.real <= hi]
+        vals = np.polynomial.polynomial.polyval(np.array(cands), c)
+        best[n] = cands[int(np.argmin(vals))]
+    return best.reshape(coeffs.shape[:-1])
 
 
 def apply_step(step: Step, env: dict[str, Any]) -> dict[str, Any]:
-    """One simultaneous update on scalar (array) values; lets first, in order."""
+    """One simultaneous update on scalar (array) values; lets first, in order.
+
+    A fitted parameter is chosen from the whole spectrum at once (the exact, unsketched objective).
+    """
     local = dict(env)
+    fit = step.fit
+
+    def do_fit() -> None:
+        assert fit is not None
+        r = np.asarray(local[fit.residual], dtype=float)
+        a = minimize_on_interval(fit_objective(fit, r), fit.lo, fit.hi)
+        local[fit.param] = np.expand_dims(a, -1) if np.ndim(a) else float(a)
+
     for let in step.lets:
+        if fit is not None and fit.param not in local and fit.param in let.expr.symbols:
+            do_fit()
         local[let.name] = let.expr.evaluate(local)
+    if fit is not None and fit.param not in local:
+        do_fit()
     new = dict(env)
     for var, poly in step.updates:
         new[var] = poly.evaluate(local) * np.ones_like(np.asarray(env[next(iter(env))], dtype=float))

@@ -12,11 +12,24 @@ from typing import Any
 
 import numpy as np
 
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Schedule
+from polygen.ir.evaluate import fit_objective, minimize_on_interval
+from polygen.ir.poly import Poly
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
+from polygen.ir.spectral import Fit
 
 
-def _scalar(v: Any, params: dict[str, float]) -> float:
-    return params[v] if isinstance(v, str) else float(v)
+def _scalar(v: Any, params: dict[str, Any]) -> Any:
+    """A float, a parameter name, or an affine expression "(c + k*name)" over parameters."""
+    if not isinstance(v, str):
+        return float(v)
+    total: Any = 0.0
+    for term in v.strip().strip("()").split(" + "):
+        value: Any = 1.0
+        for factor in term.split("*"):
+            factor = factor.strip()
+            value = value * (params[factor] if factor in params else float(factor))
+        total = total + value
+    return total
 
 
 def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int = 0) -> tuple[Any, ...]:
@@ -33,31 +46,40 @@ def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int 
 
     env["G"] = rnd(env["G"])
 
-    def run(op: Op, params: dict[str, float]) -> None:
-        a = lambda k: _scalar(getattr(op, k), params)
+    def run(op: Op, params: dict[str, Any]) -> None:
+        sc = lambda k: _scalar(getattr(op, k), params)  # noqa: E731
         if op.kind == MATMUL:
-            v = a("alpha") * env[op.a] * env[op.b]
+            v = sc("alpha") * env[op.a] * env[op.b]
             if op.c:
-                v = v + a("beta") * env[op.c]
-            v = v + a("gamma")
+                v = v + sc("beta") * env[op.c]
+            v = v + sc("gamma")
             env[op.out] = rnd(v)
         elif op.kind == LINCOMB:
-            v = sum(_scalar(k, params) * env[m] for k, m in op.terms) + a("gamma")
+            v = sum(_scalar(k, params) * env[m] for k, m in op.terms) + sc("gamma")
             env[op.out] = rnd(v * np.ones_like(x))
         elif op.kind == IDENTITY:
-            env[op.out] = a("gamma") * np.ones_like(x)
+            env[op.out] = sc("gamma") * np.ones_like(x)
         elif op.kind == ALIAS:
             env[op.out] = env[op.a]
+        elif op.kind == SKETCH:
+            env[op.out] = np.ones_like(x)  # spectrally, an (exact) sketch preserves the residual's spectrum
+        elif op.kind == FIT:
+            coeffs = [Poly.from_dict({((op.a, j),): c for j, c in enumerate(row)}) for row in op.data]
+            fit = Fit(op.out, op.lo, op.hi, op.a, 0, tuple(coeffs))
+            best = minimize_on_interval(fit_objective(fit, env[op.a]), op.lo, op.hi)
+            params[op.out] = float(best)
+            runtime[op.out] = float(best)
         else:  # pragma: no cover - Op kinds are closed
             raise ValueError(op.kind)
 
+    runtime: dict[str, float] = {}  # fitted scalars, visible to the ops after their fit
     with np.errstate(all="ignore"):
         for blk in sched.blocks:
             if isinstance(blk, Loop):
                 for row in blk.table:
-                    params = dict(zip(blk.params, row))
+                    params = runtime | dict(zip(blk.params, row))
                     for op in blk.body:
                         run(op, params)
             else:
-                run(blk, {})
+                run(blk, dict(runtime))
     return tuple(env[o] for o in sched.outputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Scalar, Schedule
 
 
 def _s(v: Scalar) -> str:
@@ -29,6 +29,12 @@ def format_op(op: Op) -> str:
         return f"{op.out} = {expr}".ljust(48) + f" # elementwise {op.shape}"
     if op.kind == IDENTITY:
         return f"{op.out} = {_s(op.gamma)}·I"
+    if op.kind == SKETCH:
+        return f"{op.out} = randn({op.rows} × side of {op.a}) / √{op.rows}".ljust(48) + " # sketch P"
+    if op.kind == FIT:
+        polys = "; ".join(" + ".join(f"{c:.6g}·R^{j}" for j, c in enumerate(row) if c) or "0" for row in op.data)
+        return (f"{op.out} = argmin over [{op.lo:g}, {op.hi:g}] of ‖Σ {op.out}^i H_i‖² from "
+                f"{', '.join(op.args)}".ljust(48) + f" # fit; H = [{polys}] in R = {op.a}")
     assert op.kind == ALIAS
     return f"{op.out} = {op.a}"
 

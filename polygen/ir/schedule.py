@@ -8,15 +8,20 @@ Each value has a *shape class*: ``S`` (m×m, the small Gram side), ``L`` (m×n, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-Scalar = float | str  # a number, or the name of a loop parameter (a column of the loop's table)
+# A number, or a string: a loop parameter (a column of the loop's table) or an affine expression in run-time
+# scalars such as "(1.0 + 0.5*alpha)" (a fitted parameter, a (batch, 1, 1) tensor at run time).
+Scalar = float | str
 
 MATMUL = "matmul"
 LINCOMB = "lincomb"
 IDENTITY = "identity"  # out = gamma · I
 ALIAS = "alias"  # out = a (a rename; costs nothing)
-OP_KINDS = (MATMUL, LINCOMB, IDENTITY, ALIAS)
+SKETCH = "sketch"  # out = a Gaussian (rows × side) matrix / √rows, drawn once per call
+FIT = "fit"  # out = argmin over [lo, hi] of the sketched next residual (a run-time scalar per batch)
+OP_KINDS = (MATMUL, LINCOMB, IDENTITY, ALIAS, SKETCH, FIT)
 
 
 @dataclass(frozen=True)
@@ -36,18 +41,40 @@ class Op:
     gamma: Scalar = 0.0  # + gamma · I (S and N shapes only)
     terms: tuple[tuple[Scalar, str], ...] = ()  # lincomb: Σ k·M (+ gamma · I)
     note: str = ""  # why this op exists (printed in listings)
+    # fit: ``args`` are the sketched powers S·R^0 … S·R^d (or R^0 … R^d when exact), ``a`` the residual R
+    # (its spectrum defines the exact objective), ``data[i][j]`` the coefficient of R^j in H_i, where the
+    # next residual is Σ_i param^i·H_i(R). sketch: ``rows`` rows, as wide as ``a``.
+    args: tuple[str, ...] = ()
+    data: tuple[tuple[float, ...], ...] = ()
+    lo: float = 0.0
+    hi: float = 0.0
+    rows: int = 0
 
     @property
     def is_matmul(self) -> bool:
         return self.kind == MATMUL
 
     @property
+    def scalar_names(self) -> tuple[str, ...]:
+        """Names used inside string scalars (loop parameters, fitted run-time scalars)."""
+        vals = [self.alpha, self.beta, self.gamma] + [k for k, _ in self.terms]
+        return tuple(n for v in vals if isinstance(v, str) for n in re.findall(r"[A-Za-z_]\w*", v))
+
+    @property
     def reads(self) -> tuple[str, ...]:
+        return self.matrix_reads + self.scalar_names
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
         if self.kind == MATMUL:
             return tuple(x for x in (self.a, self.b, self.c) if x)
         if self.kind == LINCOMB:
             return tuple(m for _, m in self.terms)
         if self.kind == ALIAS:
+            return (self.a,)
+        if self.kind == FIT:
+            return (self.a,) + self.args
+        if self.kind == SKETCH:
             return (self.a,)
         return ()
 
@@ -77,6 +104,7 @@ class Schedule:
     blocks: tuple[Block, ...]
     outputs: tuple[str, ...]
     input_shape: str = "L"  # "L" for rectangular inputs, "N" for symmetric ones
+    sketch_rows: int = 0  # p of the "P" shape class (p × side) when the plan sketches
     restarts: tuple[int, ...] = ()  # gram form: steps after which X, R are rebuilt from Q
     dtype_class: str = "any"  # which dtypes this plan was derived for ("any", "float32", "bfloat16", ...)
     notes: tuple[str, ...] = field(default_factory=tuple)

@@ -34,6 +34,28 @@ class Let:
 
 
 @dataclass(frozen=True)
+class Fit:
+    """A step parameter chosen at run time (PRISM): argmin over [lo, hi] of ‖S·R⁺‖_F².
+
+    ``residual`` names the let R of the step; the next residual is R⁺ = Σ_i param^i · coeffs[i](R),
+    derived symbolically from the step (``coeffs`` are polynomials in the residual symbol). ``sketch`` is
+    the number of rows of the Gaussian sketch S, 0 for the exact objective.
+    """
+
+    param: str
+    lo: float
+    hi: float
+    residual: str
+    sketch: int
+    coeffs: tuple[Poly, ...]
+
+    @property
+    def degree(self) -> int:
+        """Highest power of the residual in any coefficient: the sketched powers S·R^j needed."""
+        return max(c.degree(self.residual) for c in self.coeffs)
+
+
+@dataclass(frozen=True)
 class Step:
     """One simultaneous update of the variables, applied ``repeat`` times with the same coefficients."""
 
@@ -45,6 +67,7 @@ class Step:
     # arithmetic commutes, floating point does not: coupled iterations are only stable as written
     # (Higham's Y ← Y·T, Z ← T·Z), so products keep the spec's left-to-right order.
     orders: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    fit: Fit | None = None
 
     def order_of(self, name: str) -> tuple[str, ...]:
         return dict(self.orders).get(name, ())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Op, Scalar
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Scalar
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ def result_shape(sa: str, sb: str, tb: bool) -> str:
         return sb
     if sa == "N" and sb == "N":
         return "N"
+    if sa == "P" and sb in ("S", "N"):
+        return "P"
     raise ValueError(f"cannot form {sa} @ {sb}")
 
 
@@ -69,7 +71,8 @@ class Builder:
         if gamma and shape == "L":
             raise ValueError("+γI on a rectangular value")
         out = out or self.fresh()
-        return self._emit(Op(MATMUL, out, shape, symmetric=shape in ("S", "N"), a=a, b=b, tb=tb, alpha=alpha,
+        sym = shape in ("S", "N")  # every square value is a polynomial in commuting symmetric matrices
+        return self._emit(Op(MATMUL, out, shape, symmetric=sym, a=a, b=b, tb=tb, alpha=alpha,
                              c=c if beta else "", beta=beta if c else 0.0, gamma=gamma, note=note))
 
     def lincomb(self, terms: Sequence[tuple[Scalar, str]], *, gamma: Scalar = 0.0, out: str = "",
@@ -87,6 +90,17 @@ class Builder:
     def identity(self, gamma: Scalar, *, out: str = "") -> str:
         out = out or self.fresh()
         return self._emit(Op(IDENTITY, out, self.square, symmetric=True, gamma=gamma))
+
+    def sketch(self, like: str, rows: int, *, out: str = "") -> str:
+        """A Gaussian rows × side(like) sketch, scaled by 1/√rows, drawn once per call."""
+        out = out or self.fresh()
+        return self._emit(Op(SKETCH, out, "P", a=like, rows=rows, note=f"Gaussian sketch, {rows} rows"))
+
+    def fit(self, param: str, residual: str, powers: list[str], data: tuple[tuple[float, ...], ...],
+            lo: float, hi: float) -> str:
+        """param = argmin over [lo, hi] of ‖Σ_i param^i Σ_j data[i][j]·powers[j]‖_F² (a run-time scalar)."""
+        return self._emit(Op(FIT, param, "C", a=residual, args=tuple(powers), data=data, lo=lo, hi=hi,
+                             note=f"fit {param} in [{lo:g}, {hi:g}]"))
 
     def alias(self, a: str, *, out: str) -> str:
         if a == out:
@@ -114,7 +128,8 @@ class Builder:
             return aff.m
         i = self._producer(aff.m)
         if i is not None and all(isinstance(v, float) for v in (self.ops[i].alpha, self.ops[i].beta,
-                                                                 self.ops[i].gamma)):
+                                                                 self.ops[i].gamma)) \
+                and all(isinstance(k, float) for k, _ in self.ops[i].terms) and isinstance(aff.k1, float):
             op = self.ops[i]
             for memo in self.memos:
                 for key in [k for k, v in memo.items() if v == op.out]:

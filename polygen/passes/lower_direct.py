@@ -34,6 +34,7 @@ class DirectLowering:
         self.hoist_memo: dict = {}
         self.names: dict[str, str] = {}
         self.consts: dict[str, float] = {}
+        self.sketch_rows = 0
 
     def init_region(self) -> list[Op]:
         b = Builder(self.shapes, prefix="i", square=self.square)
@@ -58,7 +59,11 @@ class DirectLowering:
         scope = Scope(dict(self.names), dict(self.kinds), self.invariant, b, self.prologue, self.hoist_memo,
                       method=self.method)
         rect = set(self.rect)
+        fitted = False
         for let in step.lets:
+            if step.fit is not None and not fitted and step.fit.param in let.expr.symbols:
+                self.fit_region(step, scope)
+                fitted = True
             scope.symenv().order = step.order_of(let.name)
             odd = any(sum(e for s, e in m if s in rect) % 2 for m, _ in let.expr.terms)
             if odd:
@@ -66,6 +71,8 @@ class DirectLowering:
                 rect.add(let.name)
             else:
                 scope.names[let.name] = b.pin(b.materialize(realize_even(scope, let.expr, rect)))
+        if step.fit is not None and not fitted:
+            self.fit_region(step, scope)
         pending: list[tuple[str, str]] = []
         for i, (var, poly) in enumerate(step.updates):
             if poly.is_constant():
@@ -86,6 +93,31 @@ class DirectLowering:
             self.names[var] = canonical(var)
             self.consts.pop(var, None)
         return b.ops
+
+    def fit_region(self, step: Step, scope: Scope) -> None:
+        """Sketched powers S·R^j (or R^j when exact) and the on-device fit of the step's parameter."""
+        from polygen.passes.evaluate_poly import monomial_matrix
+
+        fit = step.fit
+        assert fit is not None
+        b = scope.builder
+        res = scope.names[fit.residual]
+        deg = fit.degree
+        if fit.sketch:
+            key = ("sketch", self.shapes[res], fit.sketch)
+            if key not in self.hoist_memo:  # one sketch per call, shared by every step
+                self.hoist_memo[key] = self.prologue.sketch("G", fit.sketch)
+            self.sketch_rows = fit.sketch
+            powers = [self.hoist_memo[key]]
+            for _ in range(deg):
+                powers.append(b.matmul(powers[-1], res, note="sketched power S·R^j"))
+        else:
+            env = scope.symenv()
+            powers = [b.identity(1.0)] + [monomial_matrix(env, ((fit.residual, j),)) for j in range(1, deg + 1)]
+        data = tuple(tuple((c.univariate(fit.residual) or {}).get(j, 0.0) for j in range(deg + 1))
+                     for c in fit.coeffs)
+        b.fit(fit.param, res, powers, data, fit.lo, fit.hi)
+        scope.runtime = scope.runtime | {fit.param}
 
     def output_region(self) -> tuple[list[Op], tuple[str, ...]]:
         b = Builder(self.shapes, prefix="o", square=self.square)
@@ -109,4 +141,5 @@ def lower_direct(smap: SpectralMap, method: str = "auto") -> Schedule:
     out_ops, outs = low.output_region()
     regions = eliminate_dead(regions, out_ops, outs)
     blocks = tuple(init_ops) + tuple(low.prologue.ops) + roll_loops(regions) + tuple(out_ops)
-    return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes["G"])
+    return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes["G"],
+                    sketch_rows=low.sketch_rows)

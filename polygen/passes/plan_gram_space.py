@@ -25,6 +25,8 @@ def gram_space_applicable(smap: SpectralMap) -> bool:
     if v.kind != RECTANGULAR or v.init != Poly.sym(smap.input_symbol):
         return False
     for step in smap.steps:
+        if step.fit is not None:  # fitted steps sketch the residual of X itself: direct form only
+            return False
         if [name for name, _ in step.updates] != [v.name]:
             return False
         for let in step.lets:

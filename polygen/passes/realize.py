@@ -31,7 +31,29 @@ class Scope:
     prologue: Builder
     hoist_memo: dict  # shared across steps
     method: str = "auto"
+    runtime: frozenset[str] = frozenset()  # run-time scalar symbols (fitted parameters) bound in this step
     _env: SymEnv | None = field(default=None)
+
+    def eval(self, h: Poly) -> Aff:
+        """eval_sym, except that a run-time scalar a splits h = h₀ + a·h₁ into one fused combination."""
+        rt = sorted(h.symbols & self.runtime)
+        if not rt:
+            return eval_sym(self.symenv(), h)
+        if len(rt) > 1 or h.degree(rt[0]) > 1:
+            from polygen.errors import ScheduleError
+
+            raise ScheduleError(f"only one fitted parameter, to the first power, may appear in {h}")
+        a = rt[0]
+        h0 = Poly.from_dict({m: c for m, c in h.terms if a not in dict(m)})
+        h1 = Poly.from_dict({tuple(x for x in m if x[0] != a): c for m, c in h.terms if a in dict(m)})
+        p0, p1 = eval_sym(self.symenv(), h0), eval_sym(self.symenv(), h1)
+        terms: list[tuple[float | str, str]] = []
+        if p0.m is not None:
+            terms.append((p0.k1, p0.m))
+        if p1.m is not None:
+            terms.append((affine_scalar(0.0, p1.k1, a), p1.m))
+        return Aff(0.0, 1.0, self.builder.lincomb(terms, gamma=affine_scalar(p0.k0, p1.k0, a),
+                                                   note=f"uses the fitted {a}"))
 
     def symenv(self) -> SymEnv:
         if self._env is None:
@@ -114,8 +136,16 @@ def carriers(poly: Poly, rect: set[str], prefer: tuple[str, ...] = ()) -> dict[s
     return {k: Poly.from_dict(v) for k, v in out.items()}
 
 
+def affine_scalar(const: float, coef: float, name: str) -> float | str:
+    """const + coef·name as a Scalar (a plain float when coef = 0)."""
+    if coef == 0.0:
+        return const
+    term = name if coef == 1.0 else f"{coef!r}*{name}"
+    return term if const == 0.0 else f"({const!r} + {term})"
+
+
 def realize_even(scope: Scope, poly: Poly, rect: set[str]) -> Aff:
-    return eval_sym(scope.symenv(), to_gram_poly(poly, rect))
+    return scope.eval(to_gram_poly(poly, rect))
 
 
 def realize_odd(scope: Scope, poly: Poly, rect: set[str], out: str = "") -> str:
@@ -125,7 +155,7 @@ def realize_odd(scope: Scope, poly: Poly, rect: set[str], out: str = "") -> str:
     scalar_terms: list[tuple[float, str]] = []
     products: list[tuple[float, str, str]] = []  # k1 · M @ X_c
     for carrier, h in sorted(carriers(poly, rect, prefer=invariant_first).items()):
-        aff = eval_sym(scope.symenv(), h)
+        aff = scope.eval(h)
         xc = scope.names[carrier]
         if aff.k0:
             scalar_terms.append((aff.k0, xc))

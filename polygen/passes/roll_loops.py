@@ -19,16 +19,20 @@ class Region:
     label: str = ""
 
 
+def _slots(op: Op) -> list:
+    """Every scalar of an op: alpha, beta, gamma, then the lincomb coefficients."""
+    return [op.alpha, op.beta, op.gamma] + [k for k, _ in op.terms]
+
+
 def _scalars(op: Op) -> list[float]:
-    vals = [float(getattr(op, f)) for f in _SCALAR_FIELDS]  # type: ignore[arg-type]
-    vals += [float(k) for k, _ in op.terms]  # type: ignore[arg-type]
-    return vals
+    """The rollable (numeric) scalars; strings (run-time expressions) belong to the op's structure."""
+    return [float(v) for v in _slots(op) if not isinstance(v, str)]
 
 
 def _shape_key(op: Op) -> tuple:
     d = {f.name: getattr(op, f.name) for f in fields(op) if f.name not in _SCALAR_FIELDS + ("terms", "note")}
-    return (tuple(sorted(d.items())), tuple(m for _, m in op.terms),
-            tuple(getattr(op, f) == 0.0 for f in _SCALAR_FIELDS))
+    structural = tuple(v if isinstance(v, str) else (v == 0.0) for v in _slots(op))
+    return (tuple(sorted(d.items())), tuple(m for _, m in op.terms), structural)
 
 
 def _key(region: Region) -> tuple:
@@ -36,10 +40,16 @@ def _key(region: Region) -> tuple:
 
 
 def _with_scalars(op: Op, vals: list, start: int) -> tuple[Op, int]:
-    kw = {f: vals[start + i] for i, f in enumerate(_SCALAR_FIELDS)}
-    n = len(_SCALAR_FIELDS)
-    terms = tuple((vals[start + n + j], m) for j, (_, m) in enumerate(op.terms))
-    return replace(op, terms=terms, **kw), start + n + len(op.terms)
+    slots = _slots(op)
+    new = []
+    for v in slots:
+        if isinstance(v, str):
+            new.append(v)
+        else:
+            new.append(vals[start])
+            start += 1
+    terms = tuple((k, m) for k, (_, m) in zip(new[3:], op.terms))
+    return replace(op, alpha=new[0], beta=new[1], gamma=new[2], terms=terms), start
 
 
 def roll_loops(regions: list[Region]) -> tuple[Block, ...]:

@@ -20,6 +20,7 @@ from polygen.ir.spectral import (
     RECTANGULAR,
     SYMMETRIC,
     TARGETS,
+    Fit,
     Hints,
     Let,
     Normalization,
@@ -34,7 +35,8 @@ from polygen.spec.locate import Locator, field_name
 
 _TOP_KEYS = {"name", "description", "target", "p", "r", "domain", "input", "variables", "steps", "output",
              "verify", "hints"}
-_STEP_KEYS = {"repeat", "coefficients", "table", "let", "update", "label"}
+_STEP_KEYS = {"repeat", "coefficients", "table", "let", "update", "label", "fit"}
+_FIT_KEYS = {"param", "interval", "residual", "sketch"}
 
 
 class _Ctx:
@@ -255,6 +257,9 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
 
     coef_syms = {c: sp.Symbol(c) for c in list(const) + list(table_t)}
     syms: dict[str, sp.Symbol] = {v: sp.Symbol(v) for v in kinds} | coef_syms
+    fit_spec = _parse_fit_header(ctx, st, path, syms)
+    if fit_spec is not None:
+        syms[fit_spec["param"]] = sp.Symbol(fit_spec["param"])
     let_t = ctx.table(st, "let", path)
     lets_expr: list[tuple[str, sp.Expr, str]] = []  # name, expr, kind
     local_rect = set(rect_syms)
@@ -277,6 +282,11 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
 
     const_syms = {coef_syms[c]: sp.Float(v, 30) if v != int(v) else sp.Integer(int(v)) for c, v in const.items()}
     mat_syms = [sp.Symbol(v) for v in kinds] + [sp.Symbol(n) for n, _, _ in lets_expr]
+    if fit_spec is not None:
+        if fit_spec["residual"] not in {n for n, _, _ in lets_expr}:
+            raise ctx.error(path + ("fit", "residual"),
+                            f"residual {fit_spec['residual']!r} must name a let of this step")
+        mat_syms.append(sp.Symbol(fit_spec["param"]))
     out: list[Step] = []
     for j, row in enumerate(rows):
         subs = dict(const_syms) | {coef_syms[c]: sp.Float(v, 30) for c, v in row.items()}
@@ -297,8 +307,12 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
             updates.append((vname, poly))
         label = st.get("label", f"steps[{i}]" + (f" row {j}" if table_t else ""))
         orders = tuple((n, symbol_order(t)) for n, t in list(let_t.items()) + list(upd_t.items()))
+        fit = None
+        if fit_spec is not None:
+            fit = _derive_fit(ctx, path, fit_spec, [(n, e.xreplace(subs)) for n, e, _ in lets_expr],
+                              [(v, e.xreplace(subs)) for v, e in upd_expr], list(kinds))
         out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label),
-                        orders=orders))
+                        orders=orders, fit=fit))
     return out
 
 
@@ -354,3 +368,68 @@ def _check_parity(ctx: _Ctx, poly: Poly, rect: set[str], want: int, path: tuple)
 
 def _poly(ctx: _Ctx, text: Any, syms: Mapping[str, sp.Symbol], path: tuple) -> Poly:
     return _freeze(ctx, _expr(ctx, text, syms, path), list(syms.values()), path)
+
+
+def _parse_fit_header(ctx: _Ctx, st: dict, path: tuple, syms: Mapping[str, sp.Symbol]) -> dict | None:
+    """Validate a step's ``fit`` table (PRISM): param, interval, residual, sketch."""
+    fit_t = ctx.table(st, "fit", path)
+    if not fit_t:
+        return None
+    fpath = path + ("fit",)
+    for key in fit_t:
+        if key not in _FIT_KEYS:
+            raise ctx.error(fpath + (key,), f"unknown fit field {key!r} (known: {', '.join(sorted(_FIT_KEYS))})")
+    param = ctx.string(fit_t, "param", fpath)
+    if not param.isidentifier() or param in syms:
+        raise ctx.error(fpath + ("param",), f"fitted parameter {param!r} must be a new name (not a variable or "
+                                            "a coefficient with a value)")
+    if "interval" not in fit_t:
+        raise ctx.error(fpath, f"fitted parameter {param!r} needs an interval = [lo, hi]")
+    iv = fit_t["interval"]
+    if not isinstance(iv, list) or len(iv) != 2:
+        raise ctx.error(fpath + ("interval",), "interval must be a list of two numbers [lo, hi]")
+    lo, hi = (ctx.number(v, fpath + ("interval",)) for v in iv)
+    if not lo < hi:
+        raise ctx.error(fpath + ("interval",), f"interval must satisfy lo < hi, got [{lo}, {hi}]")
+    residual = ctx.string(fit_t, "residual", fpath)
+    sketch_raw = fit_t.get("sketch", "exact")
+    if sketch_raw == "exact":
+        sketch = 0
+    elif isinstance(sketch_raw, bool) or not isinstance(sketch_raw, int) or sketch_raw < 1:
+        raise ctx.error(fpath + ("sketch",), f"sketch must be a positive number of rows or \"exact\", "
+                                             f"got {sketch_raw!r}")
+    else:
+        sketch = sketch_raw
+    return {"param": param, "lo": lo, "hi": hi, "residual": residual, "sketch": sketch}
+
+
+def _derive_fit(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Expr]],
+                updates: list[tuple[str, sp.Expr]], variables: list[str]) -> Fit:
+    """R⁺ as a polynomial in the fitted parameter whose coefficients are polynomials in R (SymPy, exactly).
+
+    Substitute the updated variables into the residual's definition and reduce modulo R − residual(vars):
+    what remains must depend on R and the parameter only.
+    """
+    fpath = path + ("fit",)
+    r_sym, a_sym = sp.Symbol(spec["residual"]), sp.Symbol(spec["param"])
+    defs = dict(lets)
+    expand_lets = {sp.Symbol(n): e for n, e in lets if n != spec["residual"]}
+    r_def = sp.expand(defs[spec["residual"]].xreplace(expand_lets))
+    new = {sp.Symbol(v): sp.expand(e.xreplace(expand_lets)) for v, e in updates}
+    r_next = sp.expand(r_def.xreplace(new))
+    var_syms = [sp.Symbol(v) for v in variables]
+    try:
+        _, rem = sp.reduced(r_next, [r_def - r_sym], *var_syms, r_sym, a_sym, order="lex")
+    except (sp.PolynomialError, sp.polys.polyerrors.GeneratorsNeeded) as e:  # pragma: no cover - defensive
+        raise ctx.error(fpath, f"cannot derive the next residual: {e}") from None
+    rem = sp.expand(rem)
+    if rem.free_symbols - {r_sym, a_sym}:
+        left = sorted(map(str, rem.free_symbols))
+        raise ctx.error(fpath + ("residual",), "the next residual is not a polynomial in the residual "
+                                               f"{spec['residual']!r} alone (left: {left})")
+    poly_a = sp.Poly(rem, a_sym)
+    deg = poly_a.degree()
+    if deg < 1:
+        raise ctx.error(fpath + ("param",), f"the next residual does not depend on {spec['param']!r}")
+    coeffs = tuple(_freeze(ctx, poly_a.coeff_monomial(a_sym**i), [r_sym], fpath) for i in range(deg + 1))
+    return Fit(spec["param"], spec["lo"], spec["hi"], spec["residual"], spec["sketch"], coeffs)

@@ -48,6 +48,11 @@ _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat
                 torch.float16: "float16"}
 
 
+def _norm_dtype(dtype):
+    """Norms accumulate in float32 for low-precision inputs and stay in float64 for float64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def choose_plan(m, n, dtype):
     """The plan function for an (m, n) problem (m <= n for rectangular inputs) in this dtype."""
     best, best_cost = None, math.inf
@@ -70,12 +75,12 @@ def apply(G, plan=None):
     batch_shape = G.shape[:-2]
     m, n = G.size(-2), G.size(-1)
     X = G.reshape(-1, m, n)
-    scale = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.float32)
+    scale = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=_norm_dtype(G.dtype))
     scale = scale * 1.0 + 1e-07
     X = (X / scale).to(G.dtype)
     fn = plan if plan is not None else choose_plan(m, n, G.dtype)
     Y = fn(X)
-    rms = torch.linalg.vector_norm(Y, dim=(-2, -1), keepdim=True, dtype=torch.float32)
+    rms = torch.linalg.vector_norm(Y, dim=(-2, -1), keepdim=True, dtype=_norm_dtype(G.dtype))
     Y = (Y * (math.sqrt(m * n) / rms.clamp_min(1e-30))).to(G.dtype)
     Y = Y.reshape(*batch_shape, m, n)
     return Y.mT if transposed else Y

@@ -1,0 +1,140 @@
+"""polygen.fit.power: Muon^p damped-Newton designs (arXiv 2606.13867) and polygen/specs/muonp_1_2.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import polygen
+from polygen.fit import PowerDesign, fit_power
+from polygen.fit.power import PUBLISHED_HALF, constant_design, dense_grid, power_form
+from polygen.passes.verify_convergence import verify_map
+
+SPEC = Path(polygen.__file__).parent / "specs" / "muonp_1_2.toml"
+X = dense_grid(1e-3, 1.0, 20001)  # log + linear grid of [1e-3, 1]
+
+
+def _half_trajectory(rows: list[tuple[float, float]], x: np.ndarray) -> list[np.ndarray]:
+    """Independent float64 evaluation of y ← y − (y⁴ − x²)(c x + d y), Y₀ = X; every intermediate y."""
+    ys, y = [], x.copy()
+    with np.errstate(all="ignore"):
+        for c, d in rows:
+            y = y - (y**4 - x**2) * (c * x + d * y)
+            ys.append(y)
+    return ys
+
+
+def _shipped_rows() -> list[tuple[float, float]]:
+    table = tomllib.loads(SPEC.read_text())["steps"][0]["table"]
+    return [(float(c), float(d)) for c, d in zip(table["c"], table["d"])]
+
+
+def _rel(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.abs(y - np.sqrt(x)) / np.sqrt(x)
+
+
+@pytest.mark.parametrize("p,linear,update", [
+    ("1/2", True, "y - (y**4 - x**2)*(c*x + d*y)"),
+    ("1/3", False, "y - c*(y**3 - x)"),
+    ("3/5", False, "y - c*(y**5 - x**3)"),
+    ("2/3", True, "y - (y**6 - x**4)*(c*x + d*y)"),
+    ("1/4", True, "y - (y**8 - x**2)*(c*x + d*y)"),
+])
+def test_update_family_is_odd(p: str, linear: bool, update: str) -> None:
+    form = power_form(Fraction(p))
+    assert form.linear is linear and form.update == update
+    # odd in (x, y): f(-x, -y) = -f(x, y), and y = x^p is a fixed point
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0.1, 1, 50), rng.uniform(0.1, 1, 50)
+    coeffs = (0.7, -0.3)[: len(form.names)]
+    np.testing.assert_allclose(form.step(-y, -x, coeffs), -form.step(y, x, coeffs), rtol=1e-12)
+    xp = x ** float(form.p)
+    np.testing.assert_allclose(form.step(xp, x, coeffs), xp, rtol=1e-12)
+
+
+def test_power_form_rejects_bad_p() -> None:
+    for bad in ("0", "1", "3/2"):
+        with pytest.raises(ValueError):
+            power_form(bad)
+
+
+def test_published_half_default_diverges_above_one_half() -> None:
+    # DESIGN §4: (c, d) = (3.0, -0.795918) diverges for normalized x in (0.5, 1)
+    x = np.linspace(0.5, 0.999, 2001)
+    y = _half_trajectory([PUBLISHED_HALF] * 6, x)[-1]
+    broken = ~np.isfinite(y) | (y <= 0) | (np.abs(y) > 1e6)
+    assert broken.any() and x[broken].min() < 0.75
+    assert not constant_design("1/2", PUBLISHED_HALF).is_stable()
+
+
+def test_shipped_half_is_stable_on_the_whole_domain() -> None:
+    for y in _half_trajectory(_shipped_rows(), X):
+        assert np.all(np.isfinite(y)) and np.all(y > 0) and np.all(y <= 1.5)
+
+
+def test_shipped_half_at_least_as_accurate_where_published_converges() -> None:
+    pub = _half_trajectory([PUBLISHED_HALF] * 6, X)
+    ours = _half_trajectory(_shipped_rows(), X)[-1]
+    bounded = np.all([np.isfinite(y) & (y > 0) & (y <= 1.5) for y in pub], axis=0)
+    rel_pub = np.where(bounded, _rel(pub[-1], X), np.inf)
+    rel_ours = _rel(ours, X)
+    # where the published iteration converges (relative error <= 5 %: x in about [0.32, 0.58]) ...
+    conv = rel_pub <= 0.05
+    assert X[conv].min() < 0.35 and X[conv & (X < 0.9)].max() > 0.55
+    assert rel_ours[conv].max() <= rel_pub[conv].max()
+    # ... and on everything the published one keeps bounded (x up to about 0.6): mean and worst case
+    assert rel_ours[bounded].mean() <= rel_pub[bounded].mean()
+    assert rel_ours[bounded].max() <= rel_pub[bounded].max()
+    # our design: <= 2.6 % on [0.28, 1]
+    assert rel_ours[X >= 0.28].max() < 0.026
+
+
+def test_shipped_spec_passes_the_verifier() -> None:
+    doc = tomllib.loads(SPEC.read_text())
+    assert doc["target"] == "power" and doc["p"] == "1/2" and doc["domain"] == ["0.001", "1"]
+    assert doc["variables"] == {"x": {"kind": "rectangular", "init": "g"}, "y": {"kind": "rectangular", "init": "g"}}
+    assert doc["steps"][0]["update"] == {"y": "y - (y**4 - x**2)*(c*x + d*y)"}
+    assert doc["output"] == {"var": "y", "rescale": "rms"}
+    spec = polygen.load_spec("muonp_1_2")
+    assert spec.power == pytest.approx(0.5)
+    rep = verify_map(spec)
+    assert rep.ok and not rep.sign_flip and not rep.blowup, str(rep)
+
+
+def test_fit_power_fast_third() -> None:
+    d = fit_power("1/3", steps=4, lower=1e-3, fit_lower=0.2, starts=1, maxfev=400)
+    assert isinstance(d, PowerDesign) and d.p == Fraction(1, 3) and d.steps == 4
+    assert d.update == "y - c*(y**3 - x)" and len(d.coefficients) == 4 and len(d.coefficients[0]) == 1
+    assert d.is_stable()
+    # better on its fit interval than the published constant c = 0.66 for the same number of steps
+    pub = constant_design("1/3", (0.66,), steps=4)
+    x = dense_grid(0.2)
+    assert d.fit_error == pytest.approx(float(np.max(d.relative_error(x))))
+    assert d.fit_error < float(np.max(pub.relative_error(x)))
+    assert d.max_rel_error >= d.fit_error
+    text = d.to_toml("muonp_fit_1_3")
+    doc = tomllib.loads(text)
+    assert doc["p"] == "1/3" and sorted(doc["steps"][0]["table"]) == ["c"]
+    assert float(doc["verify"]["tolerance"]) > d.max_rel_error
+    assert verify_map(polygen.parse_spec(text, source="<fit>")).ok
+
+
+@pytest.mark.slow
+def test_fit_power_regenerates_shipped_half() -> None:
+    d = fit_power("1/2", steps=6, lower=1e-3, fit_lower=0.28, starts=5, maxfev=4000)
+    np.testing.assert_allclose(np.array(d.coefficients), np.array(_shipped_rows()), rtol=1e-6)
+
+
+def test_cli_power(tmp_path, capsys) -> None:
+    from polygen.cli import main
+
+    out = tmp_path / "mp.toml"
+    assert main(["fit", "power", "--p", "1/3", "--steps", "3", "--fit-lower", "0.3", "--starts", "1",
+                 "--maxfev", "200", "-o", str(out)]) == 0
+    assert "worst relative error on the fit interval" in capsys.readouterr().err
+    spec = polygen.parse_spec(out.read_text(), source=str(out))
+    assert spec.name == "muonp_1_3" and verify_map(spec).ok

@@ -138,3 +138,24 @@ def test_cost_model_symmetric_discount_only_on_triton():
 def test_plan_listing_is_readable():
     text = str(polygen.schedule("muon_ns5", (1024, 4096)))
     assert "form=gram" in text and "R = X @ Xᵀ" in text and "Q ← HQ" in text
+
+
+@pytest.mark.parametrize(("name", "form"), [("polar_express", "direct"), ("polar_express", "gram"),
+                                            ("inv_root_4", "direct"), ("muonp_3_5", "direct")])
+def test_cost_model_discounts_exactly_the_half_tile_products(name, form):
+    """The Triton cost estimate and the Triton emitter agree on which products run on half the tiles."""
+    from polygen.cost.model import op_cost
+    from polygen.passes.symmetry import half_tile_ops, op_positions
+
+    sched = candidates(normalize(polygen.load_spec(name)), "float32")[form]
+    m, n = (64, 256) if sched.input_shape == "L" else (64, 64)
+    half = half_tile_ops(sched)
+    assert half <= {pos for pos, op, _ in op_positions(sched) if op.is_matmul and op.symmetric}
+    shapes = sched.shapes()
+    saved = 0
+    for pos, op, times in op_positions(sched):
+        if pos in half:
+            f = op_cost(op, shapes, m, n, 4, sched.sketch_rows, sched.input_shape)[0]
+            saved += times * (f - int(f * 0.5))
+    c = plan_cost(sched, m, n, backend="triton")
+    assert c.dense_flops - c.flops == saved > 0

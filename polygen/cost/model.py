@@ -1,8 +1,8 @@
 """FLOPs and bytes of every schedule op for a shape, and an estimated time per backend.
 
 Shape classes: S = m×m, L = m×n, N = n×n (m <= n after transposing tall inputs). A symmetric output
-costs half its FLOPs on backends whose kernels compute only the upper-triangular tiles (Triton), and full
-price on torch's GEMM.
+costs half its FLOPs on backends whose kernels compute only the upper-triangular tiles (Triton) — for the
+products passes.symmetry.half_tile_ops lets run there — and full price on torch's GEMM.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Schedule
+from polygen.passes.symmetry import half_tile_ops, op_positions
 
 
 @dataclass(frozen=True)
@@ -98,19 +99,25 @@ def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int, p: in
     return fl, by, sym
 
 
+def _half_tiles(sched: Schedule, mach: Machine) -> set[tuple[int, int]]:
+    """The products this backend runs on half the tiles (the same policy its emitter applies)."""
+    return half_tile_ops(sched) if mach.symmetric_discount < 1.0 else set()
+
+
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
               backend: str = "torch") -> Cost:
     mach = MACHINES[backend]
     itemsize = ITEMSIZE.get(dtype, 4)
     shapes = sched.shapes()
     matmuls = long_mm = flops = dense = nbytes = ops = 0
-    for op, times in sched.flat_ops():
-        f, b, sym = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
+    half = _half_tiles(sched, mach)
+    for pos, op, times in op_positions(sched):
+        f, b, _ = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
         if op.kind == ALIAS:
             continue
         ops += times
         dense += f * times * batch
-        flops += int(f * (mach.symmetric_discount if sym else 1.0)) * times * batch
+        flops += int(f * (mach.symmetric_discount if pos in half else 1.0)) * times * batch
         nbytes += b * times * batch
         if op.kind == MATMUL:
             matmuls += times
@@ -131,12 +138,13 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
         e = (factors.count("m"), factors.count("n"))
         poly[e] = poly.get(e, 0.0) + c * float(sched.sketch_rows) ** factors.count("p")
 
-    for op, times in sched.flat_ops():
+    half = _half_tiles(sched, mach)
+    for pos, op, times in op_positions(sched):
         if op.kind == ALIAS:
             continue
         poly[(0, 0)] = poly.get((0, 0), 0.0) + times * mach.launch_s
-        flops, elems, sym = op_terms(op, shapes, sched.input_shape)
-        disc = mach.symmetric_discount if sym else 1.0
+        flops, elems, _ = op_terms(op, shapes, sched.input_shape)
+        disc = mach.symmetric_discount if pos in half else 1.0
         for fs, k in flops:
             add(fs, times * k * disc / mach.flops_per_s)
         for fs, k in elems:

@@ -1,0 +1,126 @@
+"""Shared pieces of polygen's optimizers: non-finite gradient guard, parameter labels, matrix views, and the
+cache of loaded spec functions (the optimizers import ``polygen.runtime``, never ``polygen.codegen``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polygen.runtime import load
+
+NONFINITE_MODES = ("raise", "skip", "off")
+BACKENDS = ("auto", "torch", "triton")
+NS_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
+
+_HAS_TRITON: bool | None = None
+_FN_CACHE: dict[tuple, Any] = {}
+_SPEC_CACHE: dict[tuple, Any] = {}
+
+
+class NonFiniteGradError(FloatingPointError):
+    """A gradient holds NaN or Inf; raised by ``step()`` before any parameter or optimizer state is changed."""
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_number(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+    """ValueError naming ``name`` unless ``value`` is a finite real number in the given interval."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}: a tensor value must have exactly one element, got shape {tuple(value.shape)}")
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    if lo is not None and (value < lo or (lo_open and value == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}; got {value!r}")
+    if hi is not None and (value > hi or (hi_open and value == hi)):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}; got {value!r}")
+
+
+def param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:
+    """``'name' (shape …)`` when the group was given named parameters, else ``param_groups[g].params[i] (…)``."""
+    names = group.get("param_names")
+    where = repr(names[i]) if names is not None and i < len(names) else f"param_groups[{gi}].params[{i}]"
+    return f"{where} (shape {tuple(p.shape)})"
+
+
+def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str) -> bool:
+    """Check every gradient of ``groups`` for NaN/Inf with one host sync.
+
+    Returns True when the step may proceed; False when ``mode == "skip"`` and a gradient is not finite;
+    raises :class:`NonFiniteGradError` naming the parameters when ``mode == "raise"``. Nothing is modified.
+    """
+    if mode == "off":
+        return True
+    groups = list(groups)
+    flags = [torch.isfinite(p.grad).all() for g in groups for p in g["params"] if p.grad is not None]
+    if not flags or bool(torch.stack(flags).all()):
+        return True
+    if mode == "skip":
+        return False
+    bad = [param_label(g, gi, i, p) for gi, g in enumerate(groups) for i, p in enumerate(g["params"])
+           if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    raise NonFiniteGradError(
+        f"{optimizer_name}.step(): non-finite gradient (NaN or Inf) in {', '.join(bad)}; no parameter or "
+        f"optimizer state was changed. Pass nonfinite='skip' to skip such steps instead.")
+
+
+def matrix_shape(shape: torch.Size | Sequence[int]) -> tuple[int, int, int]:
+    """(batch, m, n) of the matrices a parameter is treated as: 2-D as is, 3-D as a batch of matrices,
+    4-D and more (conv weights) flattened to (shape[0], prod(shape[1:]))."""
+    shape = tuple(shape)
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2]
+    return 1, shape[0], math.prod(shape[1:])
+
+
+def has_triton() -> bool:
+    global _HAS_TRITON
+    if _HAS_TRITON is None:
+        _HAS_TRITON = importlib.util.find_spec("triton") is not None
+    return _HAS_TRITON
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend for ``device``: resolved here (not inside the traced call) so that a compiled step
+    sees plain tensor code."""
+    if backend != "auto":
+        return backend
+    return "triton" if device.type == "cuda" and has_triton() else "torch"
+
+
+def spec_function(key: tuple, make_spec: Any, backend: str) -> Any:
+    """``polygen.load`` of the spec ``make_spec()`` for a concrete backend, cached by ``(key, backend)``."""
+    ck = (key, backend)
+    fn = _FN_CACHE.get(ck)
+    if fn is None:
+        fn = load(make_spec(), backend=backend)
+        _FN_CACHE[ck] = fn
+    return fn
+
+
+def cached_spec(spec: Any) -> Any:
+    """``polygen.load_spec`` memoized for names and paths (keyed by the file's path and mtime): parsing runs SymPy,
+    and optimizers validate their spec for every param group."""
+    from polygen import load_spec
+    from polygen.spec import spec_path
+
+    if not isinstance(spec, (str, Path)):
+        return load_spec(spec)
+    path = spec_path(spec)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    smap = _SPEC_CACHE.get(key)
+    if smap is None:
+        smap = _SPEC_CACHE[key] = load_spec(spec)
+    return smap

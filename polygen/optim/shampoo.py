@@ -1,0 +1,376 @@
+"""Shampoo with Adam grafting (after facebookresearch/optimizers' Distributed Shampoo), whose inverse roots
+come from polygen's generated coupled Newton iterations (``inv_root_4``, ``inv_root_2``) or from ``eigh``.
+
+For a matrix parameter (3-D tensors are batches of matrices; 4-D+ are flattened to (shape[0], prod(rest)))
+cut into blocks of at most ``max_preconditioner_dim`` per side, every block G keeps::
+
+    L ← β₂ L + (1 − β₂) G Gᵀ,   R ← β₂ R + (1 − β₂) Gᵀ G          (β₂ = 1: plain sums)
+    every precondition_frequency steps:  Q_L = (L + εI)^(−1/r),  Q_R = (R + εI)^(−1/r)   (r = inv_root, 4)
+
+and the step (Distributed Shampoo's order) is, with M the bias-corrected EMA (β₁) of the gradient::
+
+    A = M / (√(v̂) + ε_graft)                  # Adam grafting direction (v: EMA β_graft of g²)
+    D = Q_L M Q_R · ‖A‖_F / ‖Q_L M Q_R‖_F      # per block; D = A before start_preconditioning_step
+    D ← D + λθ (decoupled weight decay);  momentum / Nesterov on D;  θ ← θ − lr·D
+
+1-D (and 0-D) parameters take the diagonal path D = A (Adam). Roots of all same-sized factor matrices (across
+blocks and parameters) are computed in one batched call per size.
+
+The polygen roots run a fixed number of coupled Newton steps (no host sync) on A/(0.4‖A‖_F) — designed for
+eigenvalues down to 1e-6 of that scale; directions with smaller eigenvalues get a clipped (smaller) inverse
+root rather than a blow-up, which acts as extra damping. ``root_method="eigh"`` computes exact roots in
+float64 for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from polygen.optim._common import (
+    BACKENDS,
+    NONFINITE_MODES,
+    cached_spec,
+    check_choice,
+    check_number,
+    grads_finite,
+    matrix_shape,
+    resolve_backend,
+    spec_function,
+)
+
+__all__ = ["Shampoo", "eigh_inverse_root"]
+
+ROOT_METHODS = ("polygen", "eigh")
+GRAFTINGS = ("adam", "none")
+
+
+def eigh_inverse_root(A: Tensor, r: int, epsilon: float) -> Tensor:
+    """(A + εI)^(−1/r) of symmetric (k, n, n) A through float64 eigh (eigenvalues clamped at ε)."""
+    n = A.size(-1)
+    eye = torch.eye(n, dtype=torch.float64, device=A.device)
+    lam, Q = torch.linalg.eigh(A.double() + epsilon * eye)
+    lam = lam.clamp_min(epsilon).pow(-1.0 / r)
+    return ((Q * lam.unsqueeze(-2)) @ Q.mT).to(A.dtype)
+
+
+def _blocks(b: int, m: int, n: int, d: int) -> list[tuple[int, int, int, int, int]]:
+    """(matrix index, row0, row1, col0, col1) of each block of a (b, m, n) parameter cut at ``d``."""
+    return [(k, r0, min(r0 + d, m), c0, min(c0 + d, n))
+            for k in range(b) for r0 in range(0, m, d) for c0 in range(0, n, d)]
+
+
+class Shampoo(Optimizer):
+    r"""Two-sided Shampoo with Adam grafting; inverse roots by polygen's generated iterations.
+
+    Args:
+        params: parameters or param groups (``(name, tensor)`` pairs name parameters in errors).
+        lr: learning rate (default 1e-2; the grafted step has Adam's size, so Adam-like lrs apply).
+        betas: (β₁, β₂): β₁ for the gradient EMA that is preconditioned, β₂ for the factor matrices L, R
+            (default (0.9, 0.999); β₂ = 1 sums them as original Shampoo).
+        epsilon: εI damping added to L and R before the root (default 1e-12, Distributed Shampoo's).
+        momentum, nesterov: heavy-ball momentum on the grafted direction (default 0, False).
+        weight_decay, use_decoupled_weight_decay: λ added to the direction (decoupled, default) or to the
+            gradient (L2).
+        max_preconditioner_dim: blocks are at most this many rows/columns (default 1024).
+        precondition_frequency: roots are recomputed every this many steps (default 10).
+        start_preconditioning_step: first step using Shampoo's direction (default: precondition_frequency);
+            before it the step is the grafting (Adam) direction.
+        inv_root: r in L^(−1/r) (default 4: the two-sided exponent 1/4; r = 2 is also built in).
+        root_method: ``"polygen"`` (default; spec ``inv_root_<r>`` or ``root_spec``) or ``"eigh"``.
+        root_spec: a ``target = "inverse_root"`` spec overriding the built-in one.
+        grafting: ``"adam"`` (default) or ``"none"`` (raw Shampoo direction, not rescaled).
+        grafting_beta2, grafting_epsilon: Adam grafting's β₂ and ε (defaults 0.999, 1e-8).
+        use_bias_correction: bias-correct the β₁ EMA and the grafting second moment (default True).
+        backend: polygen backend for the roots (``"auto"``, ``"torch"``, ``"triton"``).
+        nonfinite: ``"raise"`` (default), ``"skip"`` or ``"off"`` (see :class:`polygen.optim.Muon`).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-2,
+        betas: tuple[float, float] = (0.9, 0.999),
+        epsilon: float = 1e-12,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        use_decoupled_weight_decay: bool = True,
+        max_preconditioner_dim: int = 1024,
+        precondition_frequency: int = 10,
+        start_preconditioning_step: int | None = None,
+        inv_root: int = 4,
+        root_method: str = "polygen",
+        root_spec: str | Path | Any | None = None,
+        grafting: str = "adam",
+        grafting_beta2: float = 0.999,
+        grafting_epsilon: float = 1e-8,
+        use_bias_correction: bool = True,
+        *,
+        backend: str = "auto",
+        nonfinite: str = "raise",
+    ) -> None:
+        check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        defaults = {
+            "lr": lr, "betas": betas, "epsilon": epsilon, "momentum": momentum, "nesterov": nesterov,
+            "weight_decay": weight_decay, "use_decoupled_weight_decay": use_decoupled_weight_decay,
+            "max_preconditioner_dim": max_preconditioner_dim, "precondition_frequency": precondition_frequency,
+            "start_preconditioning_step": start_preconditioning_step, "inv_root": inv_root,
+            "root_method": root_method, "root_spec": root_spec, "grafting": grafting,
+            "grafting_beta2": grafting_beta2, "grafting_epsilon": grafting_epsilon,
+            "use_bias_correction": use_bias_correction, "backend": backend,
+        }
+        super().__init__(params, defaults)
+
+    # --- validation -------------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self._validate_group(group)
+            for device in {p.device for p in group["params"]}:  # resolve (and load) the root function now
+                self._root_fn(group, device)
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        lr = group["lr"]
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("lr: a Tensor lr must have exactly one element")
+        check_number("lr", lr, lo=0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        check_number("betas[0]", betas[0], lo=0.0, hi=1.0, hi_open=True)
+        check_number("betas[1]", betas[1], lo=0.0, hi=1.0, lo_open=True)
+        check_number("epsilon", group["epsilon"], lo=0.0, lo_open=True)
+        check_number("momentum", group["momentum"], lo=0.0, hi=1.0, hi_open=True)
+        check_number("weight_decay", group["weight_decay"], lo=0.0)
+        check_number("grafting_beta2", group["grafting_beta2"], lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        check_number("grafting_epsilon", group["grafting_epsilon"], lo=0.0, lo_open=True)
+        for name in ("max_preconditioner_dim", "precondition_frequency", "inv_root"):
+            v = group[name]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+        s = group["start_preconditioning_step"]
+        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 1):
+            raise ValueError(f"start_preconditioning_step must be None or an integer >= 1; got {s!r}")
+        for name in ("nesterov", "use_decoupled_weight_decay", "use_bias_correction"):
+            if not isinstance(group[name], bool):
+                raise ValueError(f"{name} must be a bool; got {group[name]!r}")
+        check_choice("root_method", group["root_method"], ROOT_METHODS)
+        check_choice("grafting", group["grafting"], GRAFTINGS)
+        check_choice("backend", group["backend"], BACKENDS)
+        if group["root_spec"] is not None:
+            self._check_root_spec(group["root_spec"], group["inv_root"])
+
+    @staticmethod
+    def _check_root_spec(spec: Any, r: int) -> Any:
+        try:
+            smap = cached_spec(spec)
+        except ValueError as e:
+            raise ValueError(f"root_spec={spec!r}: {e}") from e
+        if smap.target != "inverse_root" or smap.input_kind != "symmetric":
+            raise ValueError(f"root_spec={spec!r}: Shampoo needs a symmetric-input spec with target 'inverse_root', "
+                             f"{smap.name!r} has target {smap.target!r} ({smap.input_kind} input)")
+        if abs(smap.power - 1.0 / r) > 1e-12:
+            raise ValueError(f"root_spec={spec!r} computes A^(-{smap.power:g}) but inv_root={r} asks for A^(-1/{r})")
+        return smap
+
+    # --- roots ------------------------------------------------------------------------------------------
+    def _root_fn(self, group: dict[str, Any], device: torch.device) -> Callable[[Tensor], Tensor]:
+        """The batched map (k, n, n) factor matrices → (L + εI)^(−1/r) for this group (cached: a compiled step
+        finds it here rather than tracing the spec lookup)."""
+        spec = group["root_spec"]
+        skey = spec if spec is None or isinstance(spec, (str, Path)) else (spec.name, spec.source_hash)
+        key = (group["root_method"], skey, group["inv_root"], float(group["epsilon"]), group["backend"], device)
+        cache = self.__dict__.setdefault("_root_fns", {})
+        if key not in cache:
+            cache[key] = self._make_root_fn(group, device)
+        return cache[key]
+
+    def _make_root_fn(self, group: dict[str, Any], device: torch.device) -> Callable[[Tensor], Tensor]:
+        r, eps = group["inv_root"], float(group["epsilon"])
+        spec = group["root_spec"]
+        if group["root_method"] == "polygen":
+            if spec is None:
+                from polygen import list_specs
+
+                name = f"inv_root_{r}"
+                if name in list_specs():
+                    spec = name
+                else:
+                    warnings.warn(f"Shampoo: no built-in spec {name!r} for inv_root={r}; falling back to "
+                                  f"root_method='eigh' (pass root_spec= a target='inverse_root' spec)", stacklevel=6)
+            if spec is not None:
+                key = ("spec", str(spec)) if isinstance(spec, (str, Path)) else ("map", spec.name, spec.source_hash)
+                fn = spec_function(key, lambda: spec, resolve_backend(group["backend"], device))
+
+                def polygen_root(A: Tensor) -> Tensor:
+                    eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
+                    return fn(A + eps * eye)
+                return polygen_root
+        return lambda A: eigh_inverse_root(A, r, eps)
+
+    # --- the step ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step; raises :class:`polygen.optim.NonFiniteGradError` (or skips, with ``nonfinite='skip'``)
+        before touching anything when a gradient holds NaN or Inf."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if not grads_finite(type(self).__name__, self.param_groups, self.nonfinite):
+            self.skipped_steps += 1
+            return loss
+        for group in self.param_groups:
+            self._group_step(group)
+        return loss
+
+    def _init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if p.ndim >= 2:
+                b, m, n = matrix_shape(p.shape)
+                blocks = _blocks(b, m, n, group["max_preconditioner_dim"])
+                f32 = {"dtype": torch.float32, "device": p.device}
+                state["factor_L"] = [torch.zeros(r1 - r0, r1 - r0, **f32) for _, r0, r1, _, _ in blocks]
+                state["factor_R"] = [torch.zeros(c1 - c0, c1 - c0, **f32) for _, _, _, c0, c1 in blocks]
+                state["inv_root_L"] = [torch.eye(r1 - r0, **f32) for _, r0, r1, _, _ in blocks]
+                state["inv_root_R"] = [torch.eye(c1 - c0, **f32) for _, _, _, c0, c1 in blocks]
+        return state
+
+    def _group_step(self, group: dict[str, Any]) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        for p in params:
+            if p.grad.is_sparse:
+                raise RuntimeError("Shampoo does not support sparse gradients")
+        lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
+        beta1, beta2 = group["betas"]
+        bg, wd = group["grafting_beta2"], group["weight_decay"]
+        d = group["max_preconditioner_dim"]
+        freq = group["precondition_frequency"]
+        start = group["start_preconditioning_step"] or freq
+        states = [self._init_state(group, p) for p in params]
+        for st in states:
+            st["step"] += 1
+        grads = [p.grad for p in params]
+        if wd != 0 and not group["use_decoupled_weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=wd)
+
+        # gradient statistics: grafting second moment, β₁ EMA, Shampoo factors (from the raw gradient)
+        vs = [st["exp_avg_sq"] for st in states]
+        torch._foreach_mul_(vs, bg)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - bg)
+        ms = [st["exp_avg"] for st in states]
+        if beta1 > 0:
+            torch._foreach_lerp_(ms, grads, 1 - beta1)
+        else:
+            for mt, g in zip(ms, grads):
+                mt.copy_(g)
+        steps = [st["step"] for st in states]
+        if group["use_bias_correction"]:
+            m_hat = [mt / (1 - beta1**t) if beta1 > 0 else mt for mt, t in zip(ms, steps)]
+            denom = [(v / (1 - bg**t)).sqrt_().add_(group["grafting_epsilon"]) for v, t in zip(vs, steps)]
+        else:
+            m_hat = ms
+            denom = [v.sqrt().add_(group["grafting_epsilon"]) for v in vs]
+        adam_dirs = torch._foreach_div(m_hat, denom)
+
+        # blocks of every matrix parameter, bucketed by block shape for batched products
+        mats = [i for i, p in enumerate(params) if p.ndim >= 2]
+        by_shape: dict[tuple[int, int], list[tuple[int, int, tuple]]] = {}
+        for i in mats:
+            b, m, n = matrix_shape(params[i].shape)
+            for j, blk in enumerate(_blocks(b, m, n, d)):
+                by_shape.setdefault((blk[2] - blk[1], blk[4] - blk[3]), []).append((i, j, blk))
+
+        def block(t: Tensor, i: int, blk: tuple) -> Tensor:
+            b, m, n = matrix_shape(params[i].shape)
+            k, r0, r1, c0, c1 = blk
+            return t.reshape(b, m, n)[k, r0:r1, c0:c1]
+
+        for entries in by_shape.values():
+            G = torch.stack([block(grads[i], i, blk) for i, _, blk in entries]).float()
+            GGt, GtG = G @ G.mT, G.mT @ G
+            Ls = [states[i]["factor_L"][j] for i, j, _ in entries]
+            Rs = [states[i]["factor_R"][j] for i, j, _ in entries]
+            if beta2 < 1:
+                torch._foreach_mul_(Ls, beta2)
+                torch._foreach_mul_(Rs, beta2)
+            torch._foreach_add_(Ls, list(GGt.unbind(0)), alpha=1 - beta2 if beta2 < 1 else 1.0)
+            torch._foreach_add_(Rs, list(GtG.unbind(0)), alpha=1 - beta2 if beta2 < 1 else 1.0)
+
+        # inverse roots, batched per factor size over all blocks whose step is due
+        due = [i for i in mats if steps[i] >= start and (steps[i] - start) % freq == 0]
+        if due:
+            self._recompute_roots(group, [states[i] for i in due])
+
+        # directions
+        dirs = list(adam_dirs)
+        use = {i for i in mats if steps[i] >= start}
+        if use:
+            for i in use:
+                dirs[i] = torch.zeros(params[i].shape, dtype=params[i].dtype, device=params[i].device)
+            for entries in by_shape.values():
+                entries = [e for e in entries if e[0] in use]
+                if not entries:
+                    continue
+                M = torch.stack([block(m_hat[i], i, blk) for i, _, blk in entries]).float()
+                QL = torch.stack([states[i]["inv_root_L"][j] for i, j, _ in entries])
+                QR = torch.stack([states[i]["inv_root_R"][j] for i, j, _ in entries])
+                P = QL @ M @ QR
+                if group["grafting"] == "adam":
+                    A = torch.stack([block(adam_dirs[i], i, blk) for i, _, blk in entries]).float()
+                    gn = torch.linalg.vector_norm(A, dim=(-2, -1), keepdim=True)
+                    pn = torch.linalg.vector_norm(P, dim=(-2, -1), keepdim=True)
+                    P = P * (gn / (pn + 1e-16))
+                for (i, _, blk), pb in zip(entries, P.unbind(0)):
+                    block(dirs[i], i, blk).copy_(pb)
+        if wd != 0 and group["use_decoupled_weight_decay"]:
+            torch._foreach_add_(dirs, params, alpha=wd)
+        if group["momentum"] > 0:
+            bufs = [st["momentum_buffer"] for st in states]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, dirs)
+            dirs = torch._foreach_add(dirs, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+        torch._foreach_add_(params, dirs, alpha=-lr)
+
+    def _recompute_roots(self, group: dict[str, Any], states: list[dict]) -> None:
+        by_size: dict[tuple[int, torch.device], list[tuple[dict, str, int]]] = {}
+        for st in states:
+            for side in ("L", "R"):
+                for j, F in enumerate(st[f"factor_{side}"]):
+                    by_size.setdefault((F.size(0), F.device), []).append((st, side, j))
+        for (_, device), entries in by_size.items():
+            root = self._root_fn(group, device)
+            A = torch.stack([st[f"factor_{side}"][j] for st, side, j in entries])
+            Q = root(A)
+            for (st, side, j), q in zip(entries, Q.unbind(0)):
+                st[f"inv_root_{side}"][j].copy_(q)
+
+    @staticmethod
+    def block_count(shape: torch.Size | tuple[int, ...], max_preconditioner_dim: int) -> int:
+        """How many preconditioned blocks a parameter of ``shape`` has (0 for 1-D)."""
+        if len(shape) < 2:
+            return 0
+        b, m, n = matrix_shape(shape)
+        return b * math.ceil(m / max_preconditioner_dim) * math.ceil(n / max_preconditioner_dim)

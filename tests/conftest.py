@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; keep its default
 os.environ.setdefault("POLYGEN_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "polygen"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

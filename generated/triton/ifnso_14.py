@@ -7,7 +7,7 @@
 Generated from the spec "ifnso_14" by polygen (Triton backend), with the kernels
 ifnso_14_sym_matmul_kernel, ifnso_14_matmul_kernel, ifnso_14_lincomb_kernel;
 each has a plain launcher that checks, allocates and launches, registered as a torch.library triton_op
-(polygen::ifnso_14_<kernel>_29c52cb71f) and launched through wrap_triton, so torch.compile(fullgraph=True)
+(polygen::ifnso_14_<kernel>_232cd0600b) and launched through wrap_triton, so torch.compile(fullgraph=True)
 traces through it. One function per plan; `apply` normalizes the input, transposes tall matrices, picks the
 cheapest plan for the shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU tensors
 under TRITON_INTERPRET=1 (slow; for tests).
@@ -30,7 +30,7 @@ TARGET = "polar"
 INPUT_KIND = "rectangular"
 MATMULS = {'direct': 15}
 LINCOMB_MAX_TERMS = 14  # terms the lincomb kernel takes (the most any op of this spec needs)
-OP_TAG = "29c52cb71f"  # hash of the spec and the kernel sources: part of every registered op name
+OP_TAG = "232cd0600b"  # hash of the spec and the kernel sources: part of every registered op name
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Debug aid: allocate every kernel output filled with NaN, so an element a kernel fails to write shows up.
@@ -82,6 +82,31 @@ def _configs(kernel):
     entries = _TILE_CONFIGS["interpreter" if _INTERPRET else "cuda"][kernel]
     return [triton.Config({k: v for k, v in e.items() if k.isupper()}, num_warps=e["num_warps"],
                           num_stages=e["num_stages"]) for e in entries]
+
+
+def tile_shared_bytes(config, itemsize):
+    """Shared memory a GEMM tile configuration pipelines: num_stages copies of its A and B tiles."""
+    kw = config.kwargs if isinstance(config, triton.Config) else config
+    stages = config.num_stages if isinstance(config, triton.Config) else config["num_stages"]
+    if "BLOCK" in kw:  # triangular kernel: square BLOCK×BLOCK_K and BLOCK_K×BLOCK tiles
+        return 2 * kw["BLOCK"] * kw["BLOCK_K"] * itemsize * stages
+    return (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] * itemsize * stages
+
+
+def _shared_memory_limit(device):
+    props = triton.runtime.driver.active.utils.get_device_properties(device.index or 0)
+    return props["max_shared_mem"]
+
+
+def _fits_shared_memory(configs, named_args, **kwargs):
+    """Autotuning prune: drop configurations whose pipelined tiles overflow this device's shared memory for
+    this dtype (a float32 128×256×64 tile in 3 stages needs 288 KiB; an H100 block has 227 KiB)."""
+    a = named_args["a_ptr"]
+    if _INTERPRET or a.device.type != "cuda":
+        return configs
+    limit = _shared_memory_limit(a.device)
+    fit = [c for c in configs if tile_shared_bytes(c, a.element_size()) <= limit]
+    return fit or [min(configs, key=lambda c: tile_shared_bytes(c, a.element_size()))]
 
 
 def _triton_op(kernel):
@@ -150,7 +175,8 @@ def _identity(G, size, gamma):
     return torch.eye(size, dtype=G.dtype, device=G.device).expand(G.size(0), size, size) * gamma
 
 
-@triton.autotune(configs=_configs("sym_matmul"), key=["M", "K"])
+@triton.autotune(configs=_configs("sym_matmul"), key=["M", "K"],
+                 prune_configs_by={"early_config_prune": _fits_shared_memory})
 @triton.jit
 def ifnso_14_sym_matmul_kernel(
         # Pointers: the factors A (M×K) and B (K×M), the addend C (M×M), the output (M×M), the scalar table row
@@ -283,7 +309,8 @@ def sym_matmul(a: torch.Tensor, b: torch.Tensor, c: Optional[torch.Tensor] = Non
     return out
 
 
-@triton.autotune(configs=_configs("matmul"), key=["M", "N", "K"])
+@triton.autotune(configs=_configs("matmul"), key=["M", "N", "K"],
+                 prune_configs_by={"early_config_prune": _fits_shared_memory})
 @triton.jit
 def ifnso_14_matmul_kernel(
         # Pointers: the factors A (M×K) and B (K×N), the addend C (M×N), the output (M×N), the scalar table row

@@ -1,8 +1,9 @@
 """Benchmark polygen's muon_ns5 against torch.optim.Muon's Newton–Schulz and the direct Horner form.
 
-All timings come from one run, so ratios are meaningful on a shared, noisy machine; absolute seconds are
-not. GFLOP/s counts the FLOPs each implementation performs and is compared with a plain torch.mm of the
-plan's dominant product (m×m @ m×n), the machine's practical matmul peak.
+All timings come from one run, measured in interleaved rounds (medians), so ratios are meaningful on a shared,
+noisy machine; absolute seconds are not. GFLOP/s counts the FLOPs each implementation performs and is
+compared with a plain torch.mm of the plan's dominant product (m×m @ m×n): its best round is the machine's
+practical matmul peak.
 
     .venv/bin/python bench/bench_ns.py [--shapes 1024x4096 ...] [--dtypes float32 bfloat16] [--repeats 5]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polygen  # noqa: E402
-from polygen.compare import DTYPES, time_call, torch_muon_ns  # noqa: E402
+from polygen.compare import DTYPES, time_interleaved, torch_muon_ns  # noqa: E402
 from polygen.runtime.reference import polar, random_with_spectrum, spectral_reference  # noqa: E402
 
 DEFAULT_SHAPES = ["1024x4096", "4096x1024", "2048x2048", "768x3072"]
@@ -51,11 +53,12 @@ def bench(shape: tuple[int, int], dtype: str, repeats: int) -> dict:
     a, b = sorted(shape)
     A = torch.randn(a, a, dtype=tdt)
     B = torch.randn(a, b, dtype=tdt)
-    t_mm = time_call(lambda: torch.mm(A, B), repeats)
-    peak = 2 * a * a * b / t_mm
-    t_poly = time_call(lambda: f(G), repeats)
-    t_direct = time_call(lambda: f(G, plan="direct"), repeats)
-    t_muon = time_call(lambda: torch_muon_ns(G), repeats)
+    times = time_interleaved({
+        "mm": lambda: torch.mm(A, B), "polygen": lambda: f(G), "direct": lambda: f(G, plan="direct"),
+        "muon": lambda: torch_muon_ns(G)}, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    t_mm, t_poly, t_direct, t_muon = med["mm"], med["polygen"], med["direct"], med["muon"]
+    peak = 2 * a * a * b / min(times["mm"])  # the best of the rounds: the machine's practical peak
     flops_plan = plan.cost.dense_flops
     return {
         "shape": f"{m}x{n}", "dtype": dtype, "plan": key, "matmuls": plan.matmuls,

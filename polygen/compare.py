@@ -47,6 +47,22 @@ def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
     return statistics.median(ts)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+                     ) -> dict[str, list[float]]:
+    """Wall times of several calls measured in rounds (one of each per round), so that the drift of a shared
+    machine's load hits all of them alike and their ratios stay meaningful."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[k].append(time.perf_counter() - t0)
+    return out
+
+
 @dataclass
 class Row:
     name: str

@@ -7,6 +7,10 @@ import os
 import pytest
 import torch
 
+# Without CUDA, Triton kernels run in its interpreter. triton.language decides at import time whether its own
+# @jit helpers (tl.zeros, ...) are interpretable, so this must be set before any test module imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns when unset; keep its default
 os.environ.setdefault("POLYGEN_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "polygen"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

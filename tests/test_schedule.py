@@ -159,3 +159,19 @@ def test_cost_model_discounts_exactly_the_half_tile_products(name, form):
             saved += times * (f - int(f * 0.5))
     c = plan_cost(sched, m, n, backend="triton")
     assert c.dense_flops - c.flops == saved > 0
+
+
+def test_triton_charges_one_launch_per_paired_step():
+    """Gram step of muon_ns5 in fp32: 3 rolled trips pair Q ← HQ with T ← HR, so Triton launches 3 fewer ops."""
+    from polygen.passes.fuse_pairs import paired_products
+
+    sched = candidates(normalize(polygen.load_spec("muon_ns5")), "float32")["gram"]
+    pairs = paired_products(sched)
+    assert len(pairs) == 1
+    (i, j1), (_, j2) = pairs[0]
+    body = sched.blocks[i].body
+    assert body[j1].note == "Q ← HQ" and body[j1].a == body[j2].a
+    torch_ops = plan_cost(sched, 256, 1024, backend="torch").ops
+    assert plan_cost(sched, 256, 1024, backend="triton").ops == torch_ops - sched.blocks[i].trips
+    # direct plans have no pairs: every product feeds the next
+    assert paired_products(candidates(normalize(polygen.load_spec("muon_ns5")), "float32")["direct"]) == []

@@ -5,11 +5,17 @@ compiler rejects (pointer arithmetic, layouts, shared-memory budgets). ``triton.
 runs the whole NVIDIA pipeline — TTIR, TTGIR, LLVM IR, PTX and ptxas to a cubin — with no device, so each
 kernel is compiled here with the largest tile configuration of the CUDA registry and both epilogue forms
 (constants baked in; scalars read from the device table).
+
+Each case runs in a fresh Python process: the interpreter tests import the same generated modules with
+TRITON_INTERPRET=1 and register their torch ops under the same names, and neither may see the other's.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +24,8 @@ triton = pytest.importorskip("triton")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-GEN = Path(__file__).resolve().parent.parent / "generated" / "triton"
+ROOT = Path(__file__).resolve().parent.parent
+GEN = ROOT / "generated" / "triton"
 H100 = GPUTarget("cuda", 90, 32)
 TORCH_TO_TRITON = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
 
@@ -84,8 +91,27 @@ CASES = [  # (spec, dtype, epilogue forms): one in the default run, the rest mar
 ]
 
 
+def _isolated(case: str, *args: str) -> None:
+    """Run ``case(*args)`` of this file in a fresh interpreter without TRITON_INTERPRET."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    code = f"import sys; from tests import test_triton_aot as t; t.{case}(*sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"{case}{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+
+
 @pytest.mark.parametrize(("spec", "dtype", "forms"), CASES)
 def test_kernels_compile_for_h100(spec, dtype, forms):
+    _isolated("compile_case", spec, dtype, forms)
+
+
+def test_shared_memory_estimate_matches_the_compiler_and_prunes_fp32():
+    """The prune's estimate is what ptxas allocates, and it drops the fp32 128×256×64 3-stage tile on an H100."""
+    _isolated("shared_memory_case")
+
+
+def compile_case(spec: str, dtype: str, forms: str) -> None:
     mod = _module(spec)
     cuda = mod._TILE_CONFIGS["cuda"]
     precision = "tf32" if dtype == "float32" else "ieee"
@@ -94,13 +120,15 @@ def test_kernels_compile_for_h100(spec, dtype, forms):
         common = dict(epi, INPUT_PRECISION=precision, EMULATE_BF16=False)
         _compile(getattr(mod, f"{spec}_sym_matmul_kernel"), common, tdt, _biggest(mod, cuda["sym_matmul"], tdt))
         _compile(getattr(mod, f"{spec}_matmul_kernel"), common, tdt, _biggest(mod, cuda["matmul"], tdt))
+    for mirrors in ([(False, True), (True, True), (False, False)] if forms == "all" else [(False, True)]):
+        cons = dict(MIRROR1=mirrors[0], MIRROR2=mirrors[1], INPUT_PRECISION=precision, EMULATE_BF16=False)
+        _compile(getattr(mod, f"{spec}_pair_matmul_kernel"), cons, tdt, _biggest(mod, cuda["pair_matmul"], tdt))
     for by_table in ([False, True] if forms == "all" else [forms == "table"]):
         _compile(getattr(mod, f"{spec}_lincomb_kernel"), _lincomb_constexprs(mod.LINCOMB_MAX_TERMS, by_table), tdt,
                  _biggest(mod, cuda["lincomb"], tdt))
 
 
-def test_shared_memory_estimate_matches_the_compiler_and_prunes_fp32():
-    """The prune's estimate is what ptxas allocates, and it drops the fp32 128×256×64 3-stage tile on an H100."""
+def shared_memory_case() -> None:
     mod = _module("muon_ns5")
     cfg = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
     assert cfg in list(mod._TILE_CONFIGS["cuda"]["matmul"])

@@ -167,6 +167,40 @@ def test_sym_matmul_epilogue_and_commuting_factors(kmod, dt):
     assert rel_err(out, ref) <= (1e-6 if dt == "float32" else 1e-2)
 
 
+@pytest.mark.parametrize("mirror", [(False, True), (True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("batch,m", [(1, 1), (2, 33), (1, 70), (3, 40)])
+@pytest.mark.parametrize("dt", ["float32", "bfloat16"])
+def test_pair_matmul_one_launch(kmod, mirror, batch, m, dt):
+    """(H·Q, H·R) in one grid: both outputs fully written, the symmetric one exactly symmetric, both correct."""
+    dtype = DTYPES[dt]
+    X = torch.randn(batch, m, 2 * m + 3, device=DEVICE, dtype=torch.float64)
+    R = X @ X.mT / X.size(-1)
+    H = 1.5 * torch.eye(m, device=DEVICE, dtype=torch.float64) - 0.5 * R
+    Q = torch.randn(batch, m, m, device=DEVICE, dtype=torch.float64)
+    B1 = R if mirror[0] else Q
+    B2 = R if mirror[1] else Q
+    h, b1, b2 = (t.to(dtype) for t in (H, B1, B2))
+    assert kmod.POISON_OUTPUTS
+    o1, o2 = kmod.pair_matmul(h, b1, b2, mirror1=mirror[0], mirror2=mirror[1])
+    for o, b, mir in ((o1, b1, mirror[0]), (o2, b2, mirror[1])):
+        assert torch.isfinite(o).all(), "unwritten output elements"
+        assert rel_err(o, h.double() @ b.double()) <= (1e-6 if dt == "float32" else 1e-2)
+        if mir:
+            assert torch.equal(o, o.mT)
+
+
+def test_gram_plans_pair_their_step_products(gen_dir):
+    """The Gram step H = p(R); Q ← HQ; T ← HR; R ← TH runs in three launches: the middle two share one."""
+    from polygen.passes.fuse_pairs import paired_products
+
+    mod = triton_module("muon_ns5", gen_dir)
+    stages = polygen.driver.compile_stages(polygen.load_spec("muon_ns5"))
+    sched = stages.plans["float32"]["gram"]
+    assert len(paired_products(sched)) == 1  # one pair in the rolled loop body
+    src = open(mod.__file__).read()
+    assert "Q, t1 = pair_matmul(t0, Q, R, mirror1=False, mirror2=True)" in src
+
+
 def test_scalars_from_device_tensors(kmod):
     """Loop-table scalars ((k,) row shared by the batch) and fitted ones ((batch, k)) give the same numbers
     as constexprs."""

@@ -21,6 +21,7 @@ from polygen.codegen.torch_emitter import TARGET_DOC, _relative_source, fmt, run
 from polygen.codegen.torch_emitter import _op_view as torch_op_view
 from polygen.cost.model import cost_polynomial
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
+from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.pipeline import Stages
 from polygen.passes.symmetry import half_tile_ops
 
@@ -28,8 +29,9 @@ KERNELS = (  # (template, kernel suffix): the module holds these kernels, in thi
     ("triton/sym_matmul.py.jinja", "sym_matmul"),
     ("triton/matmul_epilogue.py.jinja", "matmul"),
     ("triton/lincomb.py.jinja", "lincomb"),
+    ("triton/pair_matmul.py.jinja", "pair_matmul"),
 )
-CONFIG_KINDS = ("sym_matmul", "matmul", "lincomb")
+CONFIG_KINDS = ("sym_matmul", "matmul", "lincomb", "pair_matmul")
 _DEFAULTS = {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}
 
 
@@ -45,8 +47,8 @@ def tile_configs() -> dict[str, dict[str, list[dict]]]:
             raise ValueError(f"templates/triton/configs.toml: [{where}] has no configuration for {missing}")
         for kind in CONFIG_KINDS:
             for cfg in kinds[kind]:
-                need = {"num_warps", "num_stages"} | ({"BLOCK", "BLOCK_K"} if kind == "sym_matmul" else
-                                                      {"BLOCK_M", "BLOCK_N"})
+                need = {"num_warps", "num_stages"} | ({"BLOCK", "BLOCK_K"} if kind in ("sym_matmul", "pair_matmul")
+                                                      else {"BLOCK_M", "BLOCK_N"})
                 if not need <= set(cfg):
                     raise ValueError(f"templates/triton/configs.toml: [{where}] {kind} entry {cfg} lacks "
                                      f"{sorted(need - set(cfg))}")
@@ -111,14 +113,39 @@ def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = Fa
     return view
 
 
+def _pair_view(first: Op, second: Op, half: tuple[bool, bool]) -> dict:
+    """Two products with one left factor and no epilogue, in one launch of the paired kernel."""
+    b = [f"{op.b}.mT" if op.tb else op.b for op in (first, second)]
+    note = "; ".join(n for n in (first.note, second.note) if n)
+    return {"kind": "pair", "out": first.out, "out2": second.out, "a": first.a, "b": b[0], "b2": b[1],
+            "mirror": half, "note": f"one launch: {note}" if note else "one launch", "by_name": False}
+
+
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     runtime = runtime_scalars(sched)
     half = half_tile_ops(sched)
+    pairs = dict(paired_products(sched))
+    seconds = set(pairs.values())
+
+    def views(i: int, ops: list[tuple[int, Op]], params: tuple[str, ...]) -> list[dict]:
+        out = []
+        by_pos = dict(ops)
+        for j, op in ops:
+            if (i, j) in seconds:
+                continue
+            if (i, j) in pairs:
+                k = pairs[(i, j)][1]
+                out.append(_pair_view(op, by_pos[k] if k in by_pos else sched.blocks[pairs[(i, j)][0]],
+                                      ((i, j) in half, pairs[(i, j)] in half)))
+            else:
+                out.append(_op_view(op, params, runtime, (i, j) in half))
+        return out
+
     blocks = []
     for i, blk in enumerate(sched.blocks):
         if isinstance(blk, Loop):
             table = bind = ""
-            body = [_op_view(op, blk.params, runtime, (i, j) in half) for j, op in enumerate(blk.body)]
+            body = views(i, list(enumerate(blk.body)), blk.params)
             if blk.params:
                 table = f"_TABLE_{len(tables)}"
                 tables.append({"name": table, "rows": [[repr(float(v)) for v in row] for row in blk.table]})
@@ -126,13 +153,19 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                     bind = ", ".join(blk.params) + ("," if len(blk.params) == 1 else "") + " = coef.unbind(0)"
             blocks.append({"loop": True, "table": table, "bind": bind, "trips": blk.trips, "label": blk.label,
                            "body": body})
-        else:
-            blocks.append({"loop": False, "op": _op_view(blk, (), runtime, (i, -1) in half)})
+        elif (i, -1) not in seconds:
+            if (i, -1) in pairs:
+                nxt = sched.blocks[pairs[(i, -1)][0]]
+                assert isinstance(nxt, Op)
+                blocks.append({"loop": False, "op": _pair_view(blk, nxt, ((i, -1) in half, pairs[(i, -1)] in half))})
+            else:
+                blocks.append({"loop": False, "op": _op_view(blk, (), runtime, (i, -1) in half)})
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
-    sym = sum(blk.trips if isinstance(blk, Loop) else 1 for i, blk in enumerate(sched.blocks)
-              for j in (range(len(blk.body)) if isinstance(blk, Loop) else [-1]) if (i, j) in half)
+    trips = {i: blk.trips if isinstance(blk, Loop) else 1 for i, blk in enumerate(sched.blocks)}
+    sym = sum(trips[i] for i, _ in half)
+    paired = sum(trips[i] for i, _ in pairs)
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
-           f"side, {sym} symmetric on half the tiles){restarts}.")
+           f"side, {sym} symmetric on half the tiles, {paired} pairs sharing a launch){restarts}.")
     return {"name": f"_plan_{key}", "key": key, "blocks": blocks, "output": sched.outputs[0], "doc": doc}
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Schedule
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
+from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.symmetry import half_tile_ops, op_positions
 
 
@@ -22,11 +23,12 @@ class Machine:
     bytes_per_s: float
     symmetric_discount: float  # fraction of FLOPs paid for a symmetric output
     launch_s: float = 0.0
+    pairs_products: bool = False  # runs passes.fuse_pairs' pairs in one launch
 
 
 MACHINES = {
     "torch": Machine("torch", 1.0e11, 1.0e10, 1.0, 2e-6),
-    "triton": Machine("triton", 7.0e14, 3.0e12, 0.5, 5e-6),
+    "triton": Machine("triton", 7.0e14, 3.0e12, 0.5, 5e-6, pairs_products=True),
 }
 
 ITEMSIZE = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
@@ -104,6 +106,14 @@ def _half_tiles(sched: Schedule, mach: Machine) -> set[tuple[int, int]]:
     return half_tile_ops(sched) if mach.symmetric_discount < 1.0 else set()
 
 
+def _launches_saved(sched: Schedule, mach: Machine) -> int:
+    """Launches this backend saves by running paired products together (one per pair and trip)."""
+    if not mach.pairs_products:
+        return 0
+    trips = {i: blk.trips if isinstance(blk, Loop) else 1 for i, blk in enumerate(sched.blocks)}
+    return sum(trips[i] for (i, _), _ in paired_products(sched))
+
+
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
               backend: str = "torch") -> Cost:
     mach = MACHINES[backend]
@@ -123,6 +133,7 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
             matmuls += times
             if "L" in (op.shape, shapes[op.a], shapes[op.b]):
                 long_mm += times
+    ops -= _launches_saved(sched, mach)
     secs = flops / mach.flops_per_s + nbytes / mach.bytes_per_s + ops * mach.launch_s
     return Cost(matmuls, long_mm, flops, dense, nbytes, ops, secs)
 
@@ -149,4 +160,5 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
             add(fs, times * k * disc / mach.flops_per_s)
         for fs, k in elems:
             add(fs, times * k * itemsize / mach.bytes_per_s)
+    poly[(0, 0)] = poly.get((0, 0), 0.0) - _launches_saved(sched, mach) * mach.launch_s
     return poly

@@ -238,7 +238,8 @@ class MatrixOptimizer(Optimizer):
             for _, _, u, b, m, n in entries:
                 X = u.reshape(b, m, n)
                 mats.append(X.mT if m > n else X)
-            X = (torch.cat(mats) if len(mats) > 1 else mats[0]).to(ns_dtype)
+            # convert, then stack: the stacked copy is then in the (narrower) iteration dtype
+            X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else mats[0].to(ns_dtype)
             out = self.orthogonalize(fn, X)
             outs = out.split([e[3] for e in entries])
             # apply per (group, lr scale): decoupled weight decay, then the scaled update (torch's order)

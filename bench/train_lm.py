@@ -341,6 +341,23 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_outputs(results: list[dict], cfg: Config, n_params: int, files: tuple[int, int], out: Path, stem: str,
+                  args: argparse.Namespace) -> str:
+    text = table(results, cfg, n_params, files)
+    best: dict[str, dict] = {}
+    if args.sweep:
+        for r in results:
+            if r["name"] not in best or r["final_val"] < best[r["name"]]["final_val"]:
+                best[r["name"]] = r
+        text += "\n\nBest lr per optimizer: " + ", ".join(f"{k} {v['lr']:g}" for k, v in best.items())
+    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps({"config": asdict(cfg), "results": results}, indent=1),
+                                      encoding="utf-8")
+    plot(results if not args.sweep else list(best.values()), out / f"{stem}.png",
+         f"char-level GPT on the stdlib ({'quick' if args.quick else 'full'})")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny model and budget: all runs in about 2 minutes")
@@ -366,25 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {len(train_data) / 1e6:.2f}M train bytes ({n_train} files), {len(val) / 1e6:.2f}M validation "
           f"bytes ({n_val} files); model {n_params / 1e6:.2f}M parameters")
     runs = [(n, lr) for n in names for lr in (SWEEP[n] if args.sweep else [LRS[n]])]
-    results = [train(n, lr, cfg, train_data, val) for n, lr in runs]
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "train_lm_sweep" if args.sweep else "train_lm"
-    text = table(results, cfg, n_params, (n_train, n_val))
-    if args.sweep:
-        best = {}
-        for r in results:
-            if r["name"] not in best or r["final_val"] < best[r["name"]]["final_val"]:
-                best[r["name"]] = r
-        text += "\n\nBest lr per optimizer: " + ", ".join(f"{k} {v['lr']:g}" for k, v in best.items())
+    results: list[dict] = []
+    text = "(no runs)"
+    for n, lr in runs:  # the table, curves and plot are rewritten after every run: a long job loses nothing
+        results.append(train(n, lr, cfg, train_data, val))
+        text = write_outputs(results, cfg, n_params, (n_train, n_val), out, stem, args)
     print()
     print(text)
-    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
-    (out / f"{stem}.json").write_text(json.dumps({"config": asdict(cfg), "results": results}, indent=1),
-                                      encoding="utf-8")
-    plot(results if not args.sweep else list(best.values()), out / f"{stem}.png",
-         f"char-level GPT on the stdlib ({'quick' if args.quick else 'full'})")
     print(f"\nwrote {out / (stem + '.md')}, {out / (stem + '.png')}, {out / (stem + '.json')}")
     return 0
 

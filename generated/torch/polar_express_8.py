@@ -18,7 +18,7 @@ POLYGEN_VERSION = "0.1.0"
 BACKEND = "torch"
 TARGET = "polar"
 INPUT_KIND = "rectangular"
-MATMULS = {'direct': 24, 'gram_float32': 29}
+MATMULS = {'direct': 24, 'gram_float32': 30}
 
 _TABLE_0 = (
     (16.460724910180318, -22.901934987056052, 8.205160414005574,),
@@ -32,6 +32,7 @@ _TABLE_0 = (
 )
 
 _TABLE_1 = (
+    (0.4852940655279087, -2.4153019596359453, 3.2855640171986153,),
     (0.3984807870416836, -1.6198217652654412, 2.277873287083977,),
     (0.3585161620951167, -1.23070425748843, 1.8725756512746514,),
     (0.35679978941375945, -1.2132392819185351, 1.856437109755889,),
@@ -49,30 +50,25 @@ def _plan_direct(G):
 
 
 def _plan_gram_float32(G):
-    """gram plan: 29 matmuls (6 touch the long side), restarts after steps [0, 2]."""
+    """gram plan: 30 matmuls (4 touch the long side), restarts after steps [1]."""
     X = G
     R = torch.bmm(X, X.mT)  # R = XXᵀ
     t0 = torch.baddbmm(R, R, R, beta=-22.901934987056052, alpha=16.460724910180318)
     t0.diagonal(dim1=-2, dim2=-1).add_(8.205160414005574)
     Q = t0
-    X = torch.bmm(Q, X)  # restart: X ← QX
-    R = torch.bmm(X, X.mT)  # restart: R ← XXᵀ
-    t0 = torch.baddbmm(R, R, R, beta=-2.861154086755143, alpha=0.5183995226694742)
-    t0.diagonal(dim1=-2, dim2=-1).add_(4.066395159942775)
-    Q = t0
     t1 = torch.bmm(t0, R)
     R = torch.bmm(t1, t0)  # R ← HRH
-    t0 = torch.baddbmm(R, R, R, beta=-2.8233517350395165, alpha=0.5250369769390025)
-    t0.diagonal(dim1=-2, dim2=-1).add_(3.9095949044379155)
+    t0 = torch.baddbmm(R, R, R, beta=-2.861154086755143, alpha=0.5183995226694742)
+    t0.diagonal(dim1=-2, dim2=-1).add_(4.066395159942775)
     Q = torch.bmm(t0, Q)  # Q ← HQ
     X = torch.bmm(Q, X)  # restart: X ← QX
     R = torch.bmm(X, X.mT)  # restart: R ← XXᵀ
-    t0 = torch.baddbmm(R, R, R, beta=-2.4153019596359453, alpha=0.4852940655279087)
-    t0.diagonal(dim1=-2, dim2=-1).add_(3.2855640171986153)
+    t0 = torch.baddbmm(R, R, R, beta=-2.8233517350395165, alpha=0.5250369769390025)
+    t0.diagonal(dim1=-2, dim2=-1).add_(3.9095949044379155)
     Q = t0
     t1 = torch.bmm(t0, R)
     R = torch.bmm(t1, t0)  # R ← HRH
-    for c0, c1, c2 in _TABLE_1:  # steps[0] row 4, steps[0] row 5, steps[0] row 6
+    for c0, c1, c2 in _TABLE_1:  # steps[0] row 3, steps[0] row 4, steps[0] row 5, steps[0] row 6
         t0 = torch.baddbmm(R, R, R, beta=c1, alpha=c0)
         t0.diagonal(dim1=-2, dim2=-1).add_(c2)
         Q = torch.bmm(t0, Q)  # Q ← HQ
@@ -89,15 +85,15 @@ def _plan_gram_float32(G):
 _PLANS = {
     "float32": (
         (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 1.6e-08), ((2, 0), 1.92e-08), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 5.800000000000001e-05), ((1, 1), 4.8e-09), ((2, 0), 3.319999999999999e-08), ((2, 1), 1.2e-10), ((3, 0), 4.5999999999999996e-10),)),
+        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 3.1999999999999997e-09), ((2, 0), 3.599999999999999e-08), ((2, 1), 8e-11), ((3, 0), 5.200000000000001e-10),)),
     ),
     "bfloat16": (
         (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 5.800000000000001e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 1.2e-10), ((3, 0), 4.5999999999999996e-10),)),
+        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 5.200000000000001e-10),)),
     ),
     "float16": (
         (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 5.800000000000001e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 1.2e-10), ((3, 0), 4.5999999999999996e-10),)),
+        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 5.200000000000001e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

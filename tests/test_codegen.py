@@ -109,3 +109,31 @@ def test_torch_compile_fullgraph_all_specs(name):
         G = G @ G.mT / 24 + 0.5 * torch.eye(24)
     compiled = torch.compile(lambda x: f(x), fullgraph=True, dynamic=False)
     torch.testing.assert_close(compiled(G), f(G), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["muon_ns5", "muonp_1_3", "inv_root_4"])
+def test_eager_cpu_batches_run_in_chunks_with_the_same_result(name, monkeypatch):
+    """A CPU batch larger than CPU_CHUNK_BYTES goes through the plan in chunks (faster there, see
+    bench/RESULTS.md); every matrix must come out as it does from one call over the whole batch."""
+    f = polygen.load(name, backend="torch")
+    mod = f._module("torch")
+    smap = polygen.load_spec(name)
+    gen = torch.Generator().manual_seed(3)
+    if smap.input_kind == "symmetric":
+        A = torch.randn(5, 20, 20, generator=gen, dtype=torch.float64)
+        G = (A @ A.mT / 20 + 0.5 * torch.eye(20, dtype=torch.float64)).float()
+    else:
+        G = torch.randn(5, 41, 19, generator=gen)  # tall: chunks run on the transposed view
+    whole = f(G)
+    calls = []
+    real = mod._apply_batch
+    monkeypatch.setattr(mod, "_apply_batch", lambda X, fn: calls.append(X.size(0)) or real(X, fn))
+    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 2 * G[0].numel() * G.element_size())
+    chunked = f(G)
+    assert calls == [2, 2, 1]
+    assert chunked.shape == G.shape and chunked.dtype == G.dtype
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 10**12)
+    calls.clear()
+    f(G)
+    assert calls == [5]

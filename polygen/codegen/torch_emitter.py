@@ -57,6 +57,12 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     return {"name": name, "key": key, "blocks": blocks, "output": sched.outputs[0], "doc": doc}
 
 
+# Eager CPU runs of a batch go in chunks of about 4 MiB of input (generated `CPU_CHUNK_BYTES`): on the 2-core
+# CPU, NS5 on batches of 256x1024 ... 2048x2048 ran fastest with 2-8 MiB chunks, 1.1-1.9x faster than one call
+# over the whole batch (bench/chunk_bench.py; bench/RESULTS.md, "CPU batch chunking").
+CPU_CHUNK_BYTES = "4 * 2**20"
+
+
 def emit_torch(stages: Stages, source_label: str | None = None) -> str:
     from polygen import __version__
 
@@ -86,7 +92,7 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
         version=__version__, target=smap.target, input_kind=smap.input_kind, target_doc=TARGET_DOC[smap.target],
         matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
         norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
-        rescale=out.rescale, exponent=repr(out.exponent),
+        rescale=out.rescale, exponent=repr(out.exponent), cpu_chunk_bytes=CPU_CHUNK_BYTES,
         uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
     )
 

@@ -147,3 +147,59 @@ def test_float64_input_runs_in_float64(name):
         Y = f(G, plan=plan)
         assert Y.dtype == torch.float64
         assert rel_err(Y, ref) <= 1e-10, plan
+
+
+def _symmetric_plans_module(name):
+    f = polygen.load(name, backend="torch")
+    return f, f._module("torch")
+
+
+@pytest.mark.parametrize("name", polygen.list_specs())
+@pytest.mark.parametrize("shape", [(37, 101), (101, 37), (3, 40, 72)], ids=str)
+def test_block_triangle_products_match_exact_spectral_map(name, shape, monkeypatch):
+    """Symmetric products run as a 4×4 block triangle from SYM_MIN_ROWS rows on; lowering that threshold runs
+    every plan through it at small odd sizes (uneven blocks) against the float64 spectral map."""
+    smap = exact_variant(name)
+    f = polygen.load(smap, backend="torch")
+    mod = f._module("torch")
+    if not hasattr(mod, "_sym_bmm"):
+        pytest.skip(f"{name} has no symmetric products")
+    blocked = []
+    product = mod._product
+    monkeypatch.setattr(mod, "SYM_MIN_ROWS", 1)
+    monkeypatch.setattr(mod, "_product", lambda A, *a: blocked.append(A.size(-2)) or product(A, *a))
+    sym = smap.input_kind == "symmetric"
+    G = random_with_spectrum(shape[:-1] + (shape[-2],) if sym else shape,
+                             min(1e3, 1 / smap.domain[0] / 2) if sym else 1e3, seed=4, symmetric=sym)
+    ref = spectral_reference(smap, G)
+    for plan in f.plans:
+        blocked.clear()
+        Y = f(G, plan=plan)
+        assert any(r < min(G.shape[-2:]) for r in blocked), plan  # row blocks, not whole products, ran
+        assert Y.shape == G.shape
+        assert rel_err(Y, ref) <= tol("ill", "float32", name), plan
+
+
+def test_block_triangle_at_real_size_in_float32_and_bf16():
+    """Above SYM_MIN_ROWS with no patching: muon_ns5's Gram plans (13 of 18 products blocked) stay within the
+    stated tolerances of the exact map; a blocked product equals the full one and mirrors its upper blocks."""
+    smap = polygen.load_spec("muon_ns5")
+    f, mod = _symmetric_plans_module("muon_ns5")
+    assert mod.SYM_MIN_ROWS <= 260
+    G = random_with_spectrum((260, 1040), 10.0, seed=6)
+    ref = spectral_reference(smap, G)
+    assert f.plan_for(G.shape, torch.float32) == "gram_float32"
+    assert rel_err(f(G), ref) <= tol("well", "float32")
+    Gb = G.to(torch.bfloat16)
+    assert rel_err(f(Gb), ref) <= tol("well", "bfloat16")
+    A = torch.randn(2, 261, 300, dtype=torch.float64)
+    C = torch.randn(2, 261, 261, dtype=torch.float64)
+    C = C + C.mT
+    S = mod._sym_bmm(A, A.mT, C, 0.5, 2.0)
+    full = torch.baddbmm(C, A, A.mT, beta=0.5, alpha=2.0)
+    torch.testing.assert_close(S, full, rtol=1e-12, atol=1e-12)
+    k = mod.SYM_BLOCKS
+    cuts = torch.tensor([i * 261 // k for i in range(1, k)])
+    blk = torch.bucketize(torch.arange(261), cuts, right=True)  # block index of each row / column
+    lower = blk[:, None] > blk[None, :]
+    assert lower.any() and torch.equal(S[:, lower], S.mT[:, lower])  # below the diagonal blocks: the mirror

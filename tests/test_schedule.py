@@ -124,15 +124,17 @@ def test_sparse_powers_use_repeated_squaring():
     assert sum(op.kind == MATMUL for op in b.ops) == 12  # s², s⁴, …, s^4096
 
 
-def test_cost_model_symmetric_discount_only_on_triton():
+def test_cost_model_symmetric_discounts_per_backend_and_dtype():
     sched = lower_direct(spectral("muon_ns5"))
-    torch_cost = plan_cost(sched, 512, 2048, backend="torch")
-    triton_cost = plan_cost(sched, 512, 2048, backend="triton")
-    assert torch_cost.flops == torch_cost.dense_flops
-    assert triton_cost.flops < triton_cost.dense_flops
-    # gram XXᵀ (2m²n) and A² (2m³) are symmetric: half price on triton
     m, n = 512, 2048
+    triton_cost = plan_cost(sched, m, n, backend="triton")
+    torch32 = plan_cost(sched, m, n, backend="torch", dtype="float32")
+    torch16 = plan_cost(sched, m, n, backend="torch", dtype="bfloat16")
+    # XXᵀ (2m²n) and A² (2m³) are symmetric: half price on triton, 5/8 (4×4 blocks, 10 computed) on torch,
+    # where the bf16 XXᵀ over the long side stays one full GEMM
     assert triton_cost.dense_flops - triton_cost.flops == 5 * (m * m * n + m**3)
+    assert torch32.dense_flops - torch32.flops == 5 * 3 * (2 * m * m * n + 2 * m**3) // 8
+    assert torch16.dense_flops - torch16.flops == 5 * 3 * (2 * m**3) // 8
 
 
 def test_plan_listing_is_readable():
@@ -159,6 +161,30 @@ def test_cost_model_discounts_exactly_the_half_tile_products(name, form):
             saved += times * (f - int(f * 0.5))
     c = plan_cost(sched, m, n, backend="triton")
     assert c.dense_flops - c.flops == saved > 0
+
+
+@pytest.mark.parametrize("name", ["muon_ns5", "polar_express", "inv_root_4", "muonp_3_5", "prism_polar"])
+def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name):
+    """Every plan function of the generated torch module calls _sym_bmm on the half-tile products and on no
+    others, and the torch cost model discounts the same ones (less the bf16 long XXᵀ, flagged long_k)."""
+    from polygen.driver import compile_stages
+    from polygen.passes.symmetry import block_triangle_ops, half_tile_ops, long_gram, op_positions
+
+    src = polygen.generate(name)
+    stages = compile_stages(name)
+    emitted = sum(line.count("_sym_bmm(") for line in src.splitlines() if "def _sym_bmm" not in line)
+    expected = 0
+    seen = set()
+    for dt, forms in stages.plans.items():
+        for sched in forms.values():
+            half = half_tile_ops(sched)
+            shapes = sched.shapes()
+            longs = {pos for pos, op, _ in op_positions(sched) if pos in half and long_gram(op, shapes)}
+            assert block_triangle_ops(sched, dt) == (half - longs if dt in ("bfloat16", "float16") else half)
+            if sched not in seen:
+                seen.add(sched)
+                expected += len(half)
+    assert emitted == expected > 0
 
 
 def test_triton_charges_one_launch_per_paired_step():

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from polygen.codegen.env import provenance_header, render
-from polygen.cost.model import cost_polynomial
+from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
+from polygen.passes.symmetry import half_tile_ops, long_gram
 
 TARGET_DOC = {
     "polar": "The polar factor U Vᵀ (approximately, per the spec's map)",
@@ -21,9 +22,11 @@ def fmt(v: float | str) -> str:
     return v if isinstance(v, str) else repr(float(v))
 
 
-def _op_view(op: Op, runtime: set[str]) -> dict:
+def _op_view(op: Op, runtime: set[str], sym: bool = False, long_k: bool = False) -> dict:
+    """What the op templates need of one op; ``sym``: computed as a block triangle and mirrored."""
     gamma_rt = isinstance(op.gamma, str) and bool(set(op.scalar_names) & runtime)
     return {
+        "sym": sym, "long_k": long_k,
         "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
         "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
         "terms": [(fmt(k), m) for k, m in op.terms], "gamma_runtime": gamma_rt,
@@ -38,8 +41,14 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
+    sym = half_tile_ops(sched)  # block_triangle_ops by dtype = this, less long XXᵀ in 16 bits (at run time)
+    shapes = sched.shapes()
+
+    def view(op: Op, pos: tuple[int, int]) -> dict:
+        return _op_view(op, rt, pos in sym, long_gram(op, shapes))
+
     blocks = []
-    for blk in sched.blocks:
+    for i, blk in enumerate(sched.blocks):
         if isinstance(blk, Loop):
             if blk.params:
                 tname = f"_TABLE_{len(tables)}"
@@ -47,9 +56,9 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                 header = f"for {', '.join(blk.params)} in {tname}:  # {blk.label}"
             else:
                 header = f"for _ in range({blk.trips}):  # {blk.label}"
-            blocks.append({"loop": True, "header": header, "body": [_op_view(op, rt) for op in blk.body]})
+            blocks.append({"loop": True, "header": header, "body": [view(op, (i, j)) for j, op in enumerate(blk.body)]})
         else:
-            blocks.append({"loop": False, "op": _op_view(blk, rt)})
+            blocks.append({"loop": False, "op": view(blk, (i, -1))})
     name = f"_plan_{key}"
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
@@ -93,6 +102,7 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
         matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
         norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
         rescale=out.rescale, exponent=repr(out.exponent), cpu_chunk_bytes=CPU_CHUNK_BYTES,
+        sym_blocks=TORCH_SYM_BLOCKS, uses_sym=any(half_tile_ops(s) for s in seen),
         uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
     )
 

@@ -1,8 +1,9 @@
 """FLOPs and bytes of every schedule op for a shape, and an estimated time per backend.
 
 Shape classes: S = m×m, L = m×n, N = n×n (m <= n after transposing tall inputs). A symmetric output
-costs half its FLOPs on backends whose kernels compute only the upper-triangular tiles (Triton) — for the
-products passes.symmetry.half_tile_ops lets run there — and full price on torch's GEMM.
+costs half its FLOPs on Triton, whose kernels compute only the upper-triangular tiles (for the products
+passes.symmetry.half_tile_ops lets run there), and (k + 1)/2k on torch, whose emitter computes the upper
+triangle of k×k blocks (passes.symmetry.block_triangle_ops).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
 from polygen.passes.fuse_pairs import paired_products
-from polygen.passes.symmetry import half_tile_ops, op_positions
+from polygen.passes.symmetry import block_triangle_ops, half_tile_ops, op_positions
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,12 @@ class Machine:
     pairs_products: bool = False  # runs passes.fuse_pairs' pairs in one launch
 
 
+# torch's emitter computes a symmetric product as the upper triangle of TORCH_SYM_BLOCKS² blocks and mirrors it,
+# paying (k + 1) / 2k of the FLOPs (passes.symmetry.block_triangle_ops says which products).
+TORCH_SYM_BLOCKS = 4
+
 MACHINES = {
-    "torch": Machine("torch", 1.0e11, 1.0e10, 1.0, 2e-6),
+    "torch": Machine("torch", 1.0e11, 1.0e10, (TORCH_SYM_BLOCKS + 1) / (2 * TORCH_SYM_BLOCKS), 2e-6),
     "triton": Machine("triton", 7.0e14, 3.0e12, 0.5, 5e-6, pairs_products=True),
 }
 
@@ -57,7 +62,8 @@ class Cost:
     seconds: float  # estimate on the backend's machine
 
     def __str__(self) -> str:
-        return (f"{self.matmuls} matmuls ({self.long_matmuls} long-side), {self.flops / 1e9:.2f} GFLOP, "
+        dense = f" ({self.dense_flops / 1e9:.2f} as plain GEMMs)" if self.dense_flops != self.flops else ""
+        return (f"{self.matmuls} matmuls ({self.long_matmuls} long-side), {self.flops / 1e9:.2f} GFLOP{dense}, "
                 f"{self.bytes / 1e6:.1f} MB, est. {self.seconds * 1e3:.2f} ms")
 
 
@@ -101,9 +107,11 @@ def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int, p: in
     return fl, by, sym
 
 
-def _half_tiles(sched: Schedule, mach: Machine) -> set[tuple[int, int]]:
-    """The products this backend runs on half the tiles (the same policy its emitter applies)."""
-    return half_tile_ops(sched) if mach.symmetric_discount < 1.0 else set()
+def _half_tiles(sched: Schedule, mach: Machine, dtype: str) -> set[tuple[int, int]]:
+    """The symmetric products this backend computes in part and mirrors (the policy its emitter applies)."""
+    if mach.symmetric_discount >= 1.0:
+        return set()
+    return block_triangle_ops(sched, dtype) if mach.name == "torch" else half_tile_ops(sched)
 
 
 def _launches_saved(sched: Schedule, mach: Machine) -> int:
@@ -120,7 +128,7 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
     itemsize = ITEMSIZE.get(dtype, 4)
     shapes = sched.shapes()
     matmuls = long_mm = flops = dense = nbytes = ops = 0
-    half = _half_tiles(sched, mach)
+    half = _half_tiles(sched, mach, dtype)
     for pos, op, times in op_positions(sched):
         f, b, _ = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
         if op.kind == ALIAS:
@@ -149,7 +157,7 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
         e = (factors.count("m"), factors.count("n"))
         poly[e] = poly.get(e, 0.0) + c * float(sched.sketch_rows) ** factors.count("p")
 
-    half = _half_tiles(sched, mach)
+    half = _half_tiles(sched, mach, dtype)
     for pos, op, times in op_positions(sched):
         if op.kind == ALIAS:
             continue

@@ -181,8 +181,9 @@ def test_block_triangle_products_match_exact_spectral_map(name, shape, monkeypat
 
 
 def test_block_triangle_at_real_size_in_float32_and_bf16():
-    """Above SYM_MIN_ROWS with no patching: muon_ns5's Gram plans (13 of 18 products blocked) stay within the
-    stated tolerances of the exact map; a blocked product equals the full one and mirrors its upper blocks."""
+    """Above SYM_MIN_ROWS with no patching: muon_ns5's Gram plan (float32: symmetric products blocked; bf16:
+    whole) stays within the stated tolerances of the exact map; a blocked product equals the full one and
+    mirrors its upper blocks."""
     smap = polygen.load_spec("muon_ns5")
     f, mod = _symmetric_plans_module("muon_ns5")
     assert mod.SYM_MIN_ROWS <= 260

@@ -22,7 +22,8 @@ MATMULS = {'direct': 15}
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -36,12 +37,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -55,7 +55,7 @@ def _sym_bmm(A, B, C, beta, alpha, long_k=False):
 def _plan_direct(G):
     """direct plan: 15 matmuls (2 touch the long side)."""
     X = G
-    t0 = _sym_bmm(X, X.mT, None, 0.0, -1.0, long_k=True)
+    t0 = _sym_bmm(X, X.mT, None, 0.0, -1.0)
     t0.diagonal(dim1=-2, dim2=-1).add_(1.0)  # xxᵀ
     t1 = _sym_bmm(t0, t0, None, 0.0, 1.0)  # r^2
     t2 = _sym_bmm(t1, t1, None, 0.0, 1.0)  # r^4
@@ -81,10 +81,10 @@ _PLANS = {
         (_plan_direct, (((0, 0), 3.2000000000000005e-05), ((1, 1), 2e-09), ((2, 0), 2.268000000000001e-08), ((2, 1), 3.25e-11), ((3, 0), 1.625e-10),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 3.2000000000000005e-05), ((1, 1), 1e-09), ((2, 0), 1.1480000000000004e-08), ((2, 1), 4e-11), ((3, 0), 1.625e-10),)),
+        (_plan_direct, (((0, 0), 3.2000000000000005e-05), ((1, 1), 1e-09), ((2, 0), 1.1480000000000004e-08), ((2, 1), 4e-11), ((3, 0), 2.6000000000000003e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 3.2000000000000005e-05), ((1, 1), 1e-09), ((2, 0), 1.1480000000000004e-08), ((2, 1), 4e-11), ((3, 0), 1.625e-10),)),
+        (_plan_direct, (((0, 0), 3.2000000000000005e-05), ((1, 1), 1e-09), ((2, 0), 1.1480000000000004e-08), ((2, 1), 4e-11), ((3, 0), 2.6000000000000003e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

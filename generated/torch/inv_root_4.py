@@ -22,7 +22,8 @@ MATMULS = {'direct': 76}
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -36,12 +37,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -80,10 +80,10 @@ _PLANS = {
         (_plan_direct, (((0, 0), 0.000192), ((0, 2), 1.0759999999999998e-07), ((0, 3), 1.0925e-09),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 5.3999999999999994e-08), ((0, 3), 1.0925e-09),)),
+        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 5.3999999999999994e-08), ((0, 3), 1.52e-09),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 5.3999999999999994e-08), ((0, 3), 1.0925e-09),)),
+        (_plan_direct, (((0, 0), 0.000192), ((0, 2), 5.3999999999999994e-08), ((0, 3), 1.52e-09),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

@@ -31,7 +31,8 @@ _TABLE_0 = (
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -45,12 +46,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -65,9 +65,9 @@ def _plan_direct(G):
     """direct plan: 25 matmuls (19 touch the long side)."""
     X = G
     Y = G
-    h0 = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # xxᵀ
+    h0 = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # xxᵀ
     for c0, c1, c2, c3 in _TABLE_0:  # steps[0] row 0, steps[0] row 1, steps[0] row 2, steps[0] row 3, steps[0] row 4, steps[0] row 5
-        t0 = _sym_bmm(Y, Y.mT, None, 0.0, 1.0, long_k=True)  # yyᵀ
+        t0 = _sym_bmm(Y, Y.mT, None, 0.0, 1.0)  # yyᵀ
         t1 = _sym_bmm(t0, t0, None, 0.0, 1.0)  # gram(y,y)^2
         t2 = c0 * h0 + c1 * t1
         t3 = c2 * h0 + c3 * t1
@@ -82,10 +82,10 @@ _PLANS = {
         (_plan_direct, (((0, 0), 7.400000000000001e-05), ((1, 1), 2e-08), ((2, 0), 2.9680000000000005e-08), ((2, 1), 3.275e-10), ((3, 0), 7.5e-11),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 7.400000000000001e-05), ((1, 1), 1e-08), ((2, 0), 1.508e-08), ((2, 1), 3.8000000000000003e-10), ((3, 0), 7.5e-11),)),
+        (_plan_direct, (((0, 0), 7.400000000000001e-05), ((1, 1), 1e-08), ((2, 0), 1.508e-08), ((2, 1), 3.8000000000000003e-10), ((3, 0), 1.2e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 7.400000000000001e-05), ((1, 1), 1e-08), ((2, 0), 1.508e-08), ((2, 1), 3.8000000000000003e-10), ((3, 0), 7.5e-11),)),
+        (_plan_direct, (((0, 0), 7.400000000000001e-05), ((1, 1), 1e-08), ((2, 0), 1.508e-08), ((2, 1), 3.8000000000000003e-10), ((3, 0), 1.2e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

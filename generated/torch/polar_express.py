@@ -36,7 +36,8 @@ _TABLE_1 = (
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -50,12 +51,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -70,7 +70,7 @@ def _plan_direct(G):
     """direct plan: 15 matmuls (10 touch the long side)."""
     X = G
     for c0, c1, c2 in _TABLE_0:  # steps[0] row 0, steps[0] row 1, steps[0] row 2, steps[0] row 3, steps[1]
-        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # xxᵀ
+        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # xxᵀ
         t1 = _sym_bmm(t0, t0, t0, c1, c0)
         X = torch.baddbmm(X, t1, X, beta=c2, alpha=1.0)
     return X
@@ -79,7 +79,7 @@ def _plan_direct(G):
 def _plan_gram_float32(G):
     """gram plan: 19 matmuls (2 touch the long side)."""
     X = G
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # R = XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # R = XXᵀ
     t0 = _sym_bmm(R, R, R, -22.901934987056052, 16.460724910180318)
     t0.diagonal(dim1=-2, dim2=-1).add_(8.205160414005574)
     Q = t0
@@ -101,7 +101,7 @@ def _plan_gram_float32(G):
 def _plan_gram_bfloat16(G):
     """gram plan: 18 matmuls (4 touch the long side), restarts after steps [1]."""
     X = G
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # R = XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # R = XXᵀ
     t0 = _sym_bmm(R, R, R, -22.901934987056052, 16.460724910180318)
     t0.diagonal(dim1=-2, dim2=-1).add_(8.205160414005574)
     Q = t0
@@ -111,7 +111,7 @@ def _plan_gram_bfloat16(G):
     t0.diagonal(dim1=-2, dim2=-1).add_(4.066395159942775)
     Q = torch.bmm(t0, Q)  # Q ← HQ
     X = torch.bmm(Q, X)  # restart: X ← QX
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # restart: R ← XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # restart: R ← XXᵀ
     t0 = _sym_bmm(R, R, R, -2.8233517350395165, 0.5250369769390025)
     t0.diagonal(dim1=-2, dim2=-1).add_(3.9095949044379155)
     Q = t0
@@ -136,12 +136,12 @@ _PLANS = {
         (_plan_gram_float32, (((0, 0), 3.8e-05), ((1, 1), 1.6e-09), ((2, 0), 2.320000000000001e-08), ((2, 1), 3.25e-11), ((3, 0), 2.425e-10),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 2.9999999999999997e-05), ((1, 1), 5e-09), ((2, 0), 6e-09), ((2, 1), 2e-10), ((3, 0), 6.25e-11),)),
-        (_plan_gram_bfloat16, (((0, 0), 3.600000000000001e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.0200000000000005e-08), ((2, 1), 8e-11), ((3, 0), 1.9750000000000004e-10),)),
+        (_plan_direct, (((0, 0), 2.9999999999999997e-05), ((1, 1), 5e-09), ((2, 0), 6e-09), ((2, 1), 2e-10), ((3, 0), 1e-10),)),
+        (_plan_gram_bfloat16, (((0, 0), 3.600000000000001e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.0200000000000005e-08), ((2, 1), 8e-11), ((3, 0), 2.8e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 2.9999999999999997e-05), ((1, 1), 5e-09), ((2, 0), 6e-09), ((2, 1), 2e-10), ((3, 0), 6.25e-11),)),
-        (_plan_gram_bfloat16, (((0, 0), 3.600000000000001e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.0200000000000005e-08), ((2, 1), 8e-11), ((3, 0), 1.9750000000000004e-10),)),
+        (_plan_direct, (((0, 0), 2.9999999999999997e-05), ((1, 1), 5e-09), ((2, 0), 6e-09), ((2, 1), 2e-10), ((3, 0), 1e-10),)),
+        (_plan_gram_bfloat16, (((0, 0), 3.600000000000001e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.0200000000000005e-08), ((2, 1), 8e-11), ((3, 0), 2.8e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

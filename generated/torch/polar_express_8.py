@@ -40,7 +40,8 @@ _TABLE_1 = (
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -54,12 +55,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -74,7 +74,7 @@ def _plan_direct(G):
     """direct plan: 24 matmuls (16 touch the long side)."""
     X = G
     for c0, c1, c2 in _TABLE_0:  # steps[0] row 0, steps[0] row 1, steps[0] row 2, steps[0] row 3, steps[0] row 4, steps[0] row 5, steps[0] row 6, steps[1]
-        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # xxᵀ
+        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # xxᵀ
         t1 = _sym_bmm(t0, t0, t0, c1, c0)
         X = torch.baddbmm(X, t1, X, beta=c2, alpha=1.0)
     return X
@@ -83,7 +83,7 @@ def _plan_direct(G):
 def _plan_gram_float32(G):
     """gram plan: 30 matmuls (4 touch the long side), restarts after steps [1]."""
     X = G
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # R = XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # R = XXᵀ
     t0 = _sym_bmm(R, R, R, -22.901934987056052, 16.460724910180318)
     t0.diagonal(dim1=-2, dim2=-1).add_(8.205160414005574)
     Q = t0
@@ -93,7 +93,7 @@ def _plan_gram_float32(G):
     t0.diagonal(dim1=-2, dim2=-1).add_(4.066395159942775)
     Q = torch.bmm(t0, Q)  # Q ← HQ
     X = torch.bmm(Q, X)  # restart: X ← QX
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, long_k=True)  # restart: R ← XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # restart: R ← XXᵀ
     t0 = _sym_bmm(R, R, R, -2.8233517350395165, 0.5250369769390025)
     t0.diagonal(dim1=-2, dim2=-1).add_(3.9095949044379155)
     Q = t0
@@ -119,12 +119,12 @@ _PLANS = {
         (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 3.1999999999999997e-09), ((2, 0), 3.599999999999999e-08), ((2, 1), 6.5e-11), ((3, 0), 3.6999999999999996e-10),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1e-10),)),
-        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 3.6999999999999996e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
+        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 5.200000000000001e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1e-10),)),
-        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 3.6999999999999996e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
+        (_plan_gram_float32, (((0, 0), 6e-05), ((1, 1), 1.5999999999999999e-09), ((2, 0), 1.7999999999999996e-08), ((2, 1), 8e-11), ((3, 0), 5.200000000000001e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

@@ -27,7 +27,8 @@ def _add_diag(M, g):
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs. Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
+# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -41,12 +42,11 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha, long_k=False):
+def _sym_bmm(A, B, C, beta, alpha):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored. A 16-bit XXᵀ over the long side stays whole (measured no
-    faster blocked; passes.symmetry.block_triangle_ops)."""
+    diagonal, then the lower triangle mirrored."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or (long_k and A.element_size() < 4):
+    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
@@ -101,7 +101,7 @@ def _plan_direct(G):
     X = G
     h0 = torch.randn(G.size(0), 8, G.size(-2), dtype=G.dtype, device=G.device) * 0.35355339059327373  # Gaussian sketch, 8 rows
     for _ in range(5):  # steps[0]
-        t0 = _sym_bmm(X, X.mT, None, 0.0, -1.0, long_k=True)
+        t0 = _sym_bmm(X, X.mT, None, 0.0, -1.0)
         t0.diagonal(dim1=-2, dim2=-1).add_(1.0)  # xxᵀ
         t1 = torch.bmm(h0, t0)  # sketched power S·R^j
         t2 = torch.bmm(t1, t0)  # sketched power S·R^j
@@ -122,10 +122,10 @@ _PLANS = {
         (_plan_direct, (((0, 0), 0.00010199999999999999), ((1, 0), 2.88e-07), ((1, 1), 8e-09), ((2, 0), 3.0200000000000006e-08), ((2, 1), 1.625e-10), ((3, 0), 6.25e-11),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 0.00010199999999999999), ((1, 0), 1.5840000000000002e-07), ((1, 1), 4e-09), ((2, 0), 1.7200000000000002e-08), ((2, 1), 2e-10), ((3, 0), 6.25e-11),)),
+        (_plan_direct, (((0, 0), 0.00010199999999999999), ((1, 0), 1.5840000000000002e-07), ((1, 1), 4e-09), ((2, 0), 1.7200000000000002e-08), ((2, 1), 2e-10), ((3, 0), 1e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 0.00010199999999999999), ((1, 0), 1.5840000000000002e-07), ((1, 1), 4e-09), ((2, 0), 1.7200000000000002e-08), ((2, 1), 2e-10), ((3, 0), 6.25e-11),)),
+        (_plan_direct, (((0, 0), 0.00010199999999999999), ((1, 0), 1.5840000000000002e-07), ((1, 1), 4e-09), ((2, 0), 1.7200000000000002e-08), ((2, 1), 2e-10), ((3, 0), 1e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

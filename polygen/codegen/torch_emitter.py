@@ -8,7 +8,7 @@ from polygen.codegen.env import provenance_header, render
 from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
-from polygen.passes.symmetry import half_tile_ops, long_gram
+from polygen.passes.symmetry import half_tile_ops
 
 TARGET_DOC = {
     "polar": "The polar factor U Vᵀ (approximately, per the spec's map)",
@@ -22,11 +22,11 @@ def fmt(v: float | str) -> str:
     return v if isinstance(v, str) else repr(float(v))
 
 
-def _op_view(op: Op, runtime: set[str], sym: bool = False, long_k: bool = False) -> dict:
+def _op_view(op: Op, runtime: set[str], sym: bool = False) -> dict:
     """What the op templates need of one op; ``sym``: computed as a block triangle and mirrored."""
     gamma_rt = isinstance(op.gamma, str) and bool(set(op.scalar_names) & runtime)
     return {
-        "sym": sym, "long_k": long_k,
+        "sym": sym,
         "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
         "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
         "terms": [(fmt(k), m) for k, m in op.terms], "gamma_runtime": gamma_rt,
@@ -41,11 +41,10 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
-    sym = half_tile_ops(sched)  # block_triangle_ops by dtype = this, less long XXᵀ in 16 bits (at run time)
-    shapes = sched.shapes()
+    sym = half_tile_ops(sched)  # = block_triangle_ops in 32/64 bits; _sym_bmm skips 16-bit inputs at run time
 
     def view(op: Op, pos: tuple[int, int]) -> dict:
-        return _op_view(op, rt, pos in sym, long_gram(op, shapes))
+        return _op_view(op, rt, pos in sym)
 
     blocks = []
     for i, blk in enumerate(sched.blocks):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Schedule
 
-__all__ = ["block_triangle_ops", "half_tile_ops", "long_gram", "op_positions"]
+__all__ = ["block_triangle_ops", "half_tile_ops", "op_positions"]
 
 
 def op_positions(sched: Schedule) -> list[tuple[tuple[int, int], Op, int]]:
@@ -102,22 +102,14 @@ def half_tile_ops(sched: Schedule) -> set[tuple[int, int]]:
         chosen -= rejected
 
 
-def long_gram(op: Op, shapes: dict[str, str]) -> bool:
-    """XXᵀ of a long-side value: the one symmetric product that reduces over the long dimension."""
-    return op.tb and op.a == op.b and shapes.get(op.a) == "L"
-
-
 def block_triangle_ops(sched: Schedule, dtype: str) -> set[tuple[int, int]]:
     """Positions of the products torch's emitter computes as the upper triangle of k×k blocks and mirrors.
 
-    The same products as :func:`half_tile_ops` (mirroring is safe for exactly these), except that in 16-bit
-    dtypes XXᵀ over the long side stays one GEMM: on the CPU the row-block panels ran no faster than the full
-    bf16 product (1024×4096: 15.9 ms for 2 blocks, 19.0 ms for 4, against 15.7 ms full), while float32 gained
-    1.3–1.5× (38.6 → 25.9 ms at 4 blocks) and square products 1.2–1.4× in both dtypes. The emitter applies the
-    16-bit exception at run time (one direct plan serves every dtype); the cost model applies it by ``dtype``.
+    The same products as :func:`half_tile_ops` (mirroring is safe for exactly these), in 32- and 64-bit
+    dtypes only. On the CPU, float32 gained 1.3–1.5× per product (1024×4096 XXᵀ: 38.6 → 25.9 ms at 4 blocks;
+    1024² R²: 9.6 → 6.7 ms) and 1.2× on muon_ns5's whole Gram plan, while in bfloat16 the narrow row-block
+    GEMMs ran no faster inside the plans (XXᵀ 15.7 ms whole, 19.0 ms in 4 blocks; the 768×3072 Gram plan went
+    from 31.8 to 37.4 ms). The emitter applies the same rule at run time from the element size, since one
+    plan function can serve several dtypes.
     """
-    half = half_tile_ops(sched)
-    if dtype not in ("bfloat16", "float16"):
-        return half
-    shapes = sched.shapes()
-    return {pos for pos, op, _ in op_positions(sched) if pos in half and not long_gram(op, shapes)}
+    return set() if dtype in ("bfloat16", "float16") else half_tile_ops(sched)

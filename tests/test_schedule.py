@@ -63,7 +63,7 @@ def test_restarts_are_derived_from_the_dtype():
     smap = spectral("muon_ns5")
     assert place_restarts(smap, "float32") == ()
     bf16 = place_restarts(smap, "bfloat16")
-    assert bf16 == (2,)  # once, after step 3: q = x₃/x₀ reaches 41 there (budget 64u), 140 a step later
+    assert bf16 == (1, 3)  # every 2 steps: q = x₂/x₀ stays under 16u's budget, x₃/x₀ = 41 does not
     g0 = plan_gram_space(smap, ())
     g1 = plan_gram_space(smap, bf16)
     # each restart rebuilds X = QX₀ and R = XXᵀ: exactly two more long-side matmuls

@@ -18,7 +18,7 @@ POLYGEN_VERSION = "0.1.0"
 BACKEND = "torch"
 TARGET = "polar"
 INPUT_KIND = "rectangular"
-MATMULS = {'direct': 28, 'gram_float32': 41}
+MATMULS = {'direct': 28, 'gram_float32': 40}
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
@@ -62,7 +62,7 @@ def _plan_direct(G):
 
 
 def _plan_gram_float32(G):
-    """gram plan: 41 matmuls (2 touch the long side)."""
+    """gram plan: 40 matmuls (4 touch the long side), restarts after steps [6]."""
     X = G
     R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # R = XXᵀ
     t0 = -0.5 * R
@@ -70,7 +70,23 @@ def _plan_gram_float32(G):
     Q = t0
     t1 = _sym_bmm(t0, R, None, 0.0, 1.0)
     R = _sym_bmm(t1, t0, None, 0.0, 1.0)  # R ← HRH
-    for _ in range(12):  # steps[0]
+    for _ in range(5):  # steps[0]
+        t0 = -0.5 * R
+        t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
+        Q = torch.bmm(t0, Q)  # Q ← HQ
+        t1 = _sym_bmm(t0, R, None, 0.0, 1.0)
+        R = _sym_bmm(t1, t0, None, 0.0, 1.0)  # R ← HRH
+    t0 = -0.5 * R
+    t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
+    Q = torch.bmm(t0, Q)  # Q ← HQ
+    X = torch.bmm(Q, X)  # restart: X ← QX
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # restart: R ← XXᵀ
+    t0 = -0.5 * R
+    t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
+    Q = t0
+    t1 = _sym_bmm(t0, R, None, 0.0, 1.0)
+    R = _sym_bmm(t1, t0, None, 0.0, 1.0)  # R ← HRH
+    for _ in range(5):  # steps[0]
         t0 = -0.5 * R
         t0.diagonal(dim1=-2, dim2=-1).add_(1.5)
         Q = torch.bmm(t0, Q)  # Q ← HQ
@@ -87,15 +103,15 @@ def _plan_gram_float32(G):
 _PLANS = {
     "float32": (
         (_plan_direct, (((0, 0), 5.6e-05), ((1, 1), 2.8e-08), ((2, 0), 1.12e-08), ((2, 1), 4.55e-10),)),
-        (_plan_gram_float32, (((0, 0), 0.00010999999999999998), ((1, 1), 1.6e-09), ((2, 0), 5.908000000000001e-08), ((2, 1), 3.25e-11), ((3, 0), 5.85e-10),)),
+        (_plan_gram_float32, (((0, 0), 0.00010799999999999998), ((1, 1), 3.1999999999999997e-09), ((2, 0), 5.627999999999997e-08), ((2, 1), 6.5e-11), ((3, 0), 5.400000000000001e-10),)),
     ),
     "bfloat16": (
         (_plan_direct, (((0, 0), 5.6e-05), ((1, 1), 1.4e-08), ((2, 0), 5.6e-09), ((2, 1), 5.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 0.00010999999999999998), ((1, 1), 8e-10), ((2, 0), 2.968e-08), ((2, 1), 4e-11), ((3, 0), 7.800000000000001e-10),)),
+        (_plan_gram_float32, (((0, 0), 0.00010799999999999998), ((1, 1), 1.5999999999999999e-09), ((2, 0), 2.8279999999999983e-08), ((2, 1), 8e-11), ((3, 0), 7.199999999999999e-10),)),
     ),
     "float16": (
         (_plan_direct, (((0, 0), 5.6e-05), ((1, 1), 1.4e-08), ((2, 0), 5.6e-09), ((2, 1), 5.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 0.00010999999999999998), ((1, 1), 8e-10), ((2, 0), 2.968e-08), ((2, 1), 4e-11), ((3, 0), 7.800000000000001e-10),)),
+        (_plan_gram_float32, (((0, 0), 0.00010799999999999998), ((1, 1), 1.5999999999999999e-09), ((2, 0), 2.8279999999999983e-08), ((2, 1), 8e-11), ((3, 0), 7.199999999999999e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

@@ -86,15 +86,21 @@ def test_user_spec_path_loads_through_the_cache(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["muon_ns5"])
-def test_torch_compile_fullgraph_no_graph_breaks(name):
-    """A first inductor compile takes ~20 s on this CPU: one spec in the default run, the rest are slow."""
+def test_torch_compile_fullgraph_no_graph_breaks(name, monkeypatch):
+    """A first inductor compile takes ~20 s on this CPU: one spec in the default run, the rest are slow.
+    CPU_CHUNK_BYTES is set so that eager calls chunk the batch; traced calls must take it whole."""
     f = polygen.load(name, backend="torch")
+    mod = f._module("torch")
+    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 1)
     torch.manual_seed(0)
     G = torch.randn(2, 24, 64)
     compiled = torch.compile(lambda x: f(x), fullgraph=True, dynamic=False)
     torch.testing.assert_close(compiled(G), f(G), rtol=1e-4, atol=1e-5)
     explain = torch._dynamo.explain(lambda x: f(x))(G)
     assert explain.graph_break_count == 0
+    # one traced call of the plan: the graph holds the Gram/direct plan's matmuls once, not once per matrix
+    bmms = sum(str(n.target).count("bmm") for g in explain.graphs for n in g.graph.nodes if n.op == "call_function")
+    assert 0 < bmms <= polygen.schedule(name, (24, 64)).matmuls
 
 
 @pytest.mark.slow

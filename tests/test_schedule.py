@@ -165,8 +165,9 @@ def test_cost_model_discounts_exactly_the_half_tile_products(name, form):
 
 @pytest.mark.parametrize("name", ["muon_ns5", "polar_express", "inv_root_4", "muonp_3_5", "prism_polar"])
 def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name):
-    """Every plan function of the generated torch module calls _sym_bmm on the half-tile products and on no
-    others, and the torch cost model discounts the same ones in float32 and none in bfloat16."""
+    """Every plan function of the generated torch module calls _sym_bmm on the block-triangle products and on
+    no others, and the torch cost model discounts the same ones: the half-tile products of rectangular-input
+    plans in float32, none in bfloat16 and none for symmetric inputs (coupled roots)."""
     from polygen.driver import compile_stages
     from polygen.passes.symmetry import block_triangle_ops, half_tile_ops
 
@@ -175,11 +176,15 @@ def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name
     emitted = sum(line.count("_sym_bmm(") for line in src.splitlines() if "def _sym_bmm" not in line)
     expected = 0
     seen = set()
+    rectangular = polygen.load_spec(name).input_kind == "rectangular"
     for dt, forms in stages.plans.items():
         for sched in forms.values():
             half = half_tile_ops(sched)
-            assert block_triangle_ops(sched, dt) == (set() if dt in ("bfloat16", "float16") else half)
+            assert half
+            blocked = block_triangle_ops(sched, dt)
+            assert blocked == (half if rectangular and dt not in ("bfloat16", "float16") else set())
             if sched not in seen:
                 seen.add(sched)
-                expected += len(half)
-    assert emitted == expected > 0
+                expected += len(block_triangle_ops(sched, "float32"))
+    assert emitted == expected
+    assert (expected > 0) == rectangular

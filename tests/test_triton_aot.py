@@ -52,14 +52,31 @@ def _biggest(mod, configs: tuple[dict, ...], dtype: str) -> dict:
     return max(kept, key=lambda c: mod.tile_shared_bytes(c, ITEMSIZE[dtype]))
 
 
+def _launch_specialization(fn, cons: dict) -> tuple[dict, dict]:
+    """What a real launch on contiguous, 16-aligned operands specializes: every column stride (the last of a
+    (batch, row, column) stride triple) equals 1 and becomes a constant, and pointers, sizes and the other
+    strides are divisible by 16. Without it Triton compiles a kernel that does not pipeline its tile loads,
+    and the shared memory it reports is not what a GPU launch allocates."""
+    ints = [a for a in fn.arg_names if a not in cons and not a.endswith("_ptr")]
+    triples: dict[str, list[str]] = {}
+    for a in ints:
+        if a.startswith("stride_"):
+            triples.setdefault(a[:-1], []).append(a)
+    ones = {names[-1]: 1 for names in triples.values() if len(names) == 3}
+    aligned = [i for i, a in enumerate(fn.arg_names) if a not in cons and a not in ones]
+    return ones, {(i,): [["tt.divisibility", 16]] for i in aligned}
+
+
 def _compile(kernel, constexprs: dict, dtype: str, config: dict):
     fn = kernel.fn  # under the autotuner
     cons = dict(constexprs, **{k: v for k, v in config.items() if k.isupper()})
     missing = [p.name for p in fn.params if p.is_constexpr and p.name not in cons]
     assert not missing, f"constexprs not set: {missing}"
+    ones, attrs = _launch_specialization(fn, cons)
+    cons.update(ones)
     sig = {a: "constexpr" if a in cons else ("*fp32" if a == "coef_ptr" else f"*{dtype}") if a.endswith("_ptr")
            else "i32" for a in fn.arg_names}
-    out = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=cons), target=H100,
+    out = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=cons, attrs=attrs), target=H100,
                          options={"num_warps": config["num_warps"], "num_stages": config["num_stages"]})
     assert out.asm["cubin"] and ".entry" in out.asm["ptx"]
     assert out.metadata.shared <= H100_SHARED
@@ -107,7 +124,8 @@ def test_kernels_compile_for_h100(spec, dtype, forms):
 
 
 def test_shared_memory_estimate_matches_the_compiler_and_prunes_fp32():
-    """The prune's estimate is what ptxas allocates, and it drops the fp32 128×256×64 3-stage tile on an H100."""
+    """The prune's estimate is exactly what ptxas allocates for a launch-specialized kernel, and the prune drops
+    the fp32 128×256×64 3-stage tile on an H100 while keeping it in bf16."""
     _isolated("shared_memory_case")
 
 
@@ -129,10 +147,25 @@ def compile_case(spec: str, dtype: str, forms: str) -> None:
 
 
 def shared_memory_case() -> None:
+    from types import SimpleNamespace
+
     mod = _module("muon_ns5")
     cfg = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
     assert cfg in list(mod._TILE_CONFIGS["cuda"]["matmul"])
     assert mod.tile_shared_bytes(cfg, 4) == 294912 > H100_SHARED >= mod.tile_shared_bytes(cfg, 2)
     common = dict(_epilogues("fixed")[0], INPUT_PRECISION="ieee", EMULATE_BF16=False)
     out = _compile(mod.muon_ns5_matmul_kernel, common, "bf16", cfg)
-    assert out.metadata.shared <= mod.tile_shared_bytes(cfg, 2)
+    assert out.metadata.shared == mod.tile_shared_bytes(cfg, 2)  # the estimate is what ptxas allocates
+    # the autotuning prune, as on an H100: keeps the bf16 tile, drops it in fp32
+    mod._INTERPRET = False
+    mod._shared_memory_limit = lambda device: H100_SHARED
+    configs = mod._configs("matmul")
+    big = [c for c in configs if c.kwargs["BLOCK_M"] == 128 and c.kwargs["BLOCK_N"] == 256 and c.num_stages == 3]
+    assert big
+
+    def tensor(itemsize: int):
+        return SimpleNamespace(device=SimpleNamespace(type="cuda", index=0), element_size=lambda: itemsize)
+
+    assert all(c in mod._fits_shared_memory(configs, {"a_ptr": tensor(2)}) for c in big)
+    kept32 = mod._fits_shared_memory(configs, {"a_ptr": tensor(4)})
+    assert kept32 and not any(c in kept32 for c in big)

@@ -21,63 +21,32 @@ INPUT_KIND = "symmetric"
 MATMULS = {'direct': 62}
 
 
-# Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
-# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
-SYM_BLOCKS = 4
-SYM_MIN_ROWS = 256
-
-
-def _product(A, B, C, beta, alpha):
-    """alpha·A·B + beta·C as one GEMM."""
-    if C is not None:
-        return torch.baddbmm(C, A, B, beta=beta, alpha=alpha)
-    if alpha != 1.0:
-        return torch.baddbmm(A.new_zeros(()), A, B, beta=0.0, alpha=alpha)
-    return torch.bmm(A, B)
-
-
-def _sym_bmm(A, B, C, beta, alpha):
-    """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored."""
-    m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
-        return _product(A, B, C, beta, alpha)
-    out = A.new_empty(A.shape[:-1] + (B.size(-1),))
-    cuts = [i * m // k for i in range(k + 1)]
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        out[:, lo:hi, lo:] = _product(A[:, lo:hi], B[:, :, lo:], None if C is None else C[:, lo:hi, lo:], beta, alpha)
-    for lo, hi in zip(cuts[1:-1], cuts[2:]):
-        out[:, lo:hi, :lo] = out[:, :lo, lo:hi].mT
-    return out
-
-
 def _plan_direct(G):
     """direct plan: 62 matmuls (0 touch the long side)."""
     M = G
     t0 = -1.0 * M
     t0.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    t1 = _sym_bmm(t0, t0, t0, 0.15625, 0.1171875)
-    t2 = _sym_bmm(t0, t1, t0, 0.25, 1.0)
+    t1 = torch.baddbmm(t0, t0, t0, beta=0.15625, alpha=0.1171875)
+    t2 = torch.baddbmm(t0, t0, t1, beta=0.25, alpha=1.0)
     t2.diagonal(dim1=-2, dim2=-1).add_(1.0)
     X = t2
-    t3 = _sym_bmm(t2, t2, None, 0.0, 1.0)  # t^2
-    t4 = _sym_bmm(t3, t3, None, 0.0, 1.0)  # t^4
-    M = _sym_bmm(t4, M, None, 0.0, 1.0)
+    t3 = torch.bmm(t2, t2)  # t^2
+    t4 = torch.bmm(t3, t3)  # t^4
+    M = torch.bmm(t4, M)
     for _ in range(9):  # steps[0]
         t0 = -1.0 * M
         t0.diagonal(dim1=-2, dim2=-1).add_(1.0)
-        t1 = _sym_bmm(t0, t0, t0, 0.15625, 0.1171875)
-        t2 = _sym_bmm(t0, t1, t0, 0.25, 1.0)
+        t1 = torch.baddbmm(t0, t0, t0, beta=0.15625, alpha=0.1171875)
+        t2 = torch.baddbmm(t0, t0, t1, beta=0.25, alpha=1.0)
         t2.diagonal(dim1=-2, dim2=-1).add_(1.0)
         X = torch.bmm(X, t2)
-        t4 = _sym_bmm(t2, t2, None, 0.0, 1.0)  # t^2
-        t5 = _sym_bmm(t4, t4, None, 0.0, 1.0)  # t^4
-        M = _sym_bmm(t5, M, None, 0.0, 1.0)
+        t4 = torch.bmm(t2, t2)  # t^2
+        t5 = torch.bmm(t4, t4)  # t^4
+        M = torch.bmm(t5, M)
     t0 = -1.0 * M
     t0.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    t1 = _sym_bmm(t0, t0, t0, 0.15625, 0.1171875)
-    t2 = _sym_bmm(t0, t1, t0, 0.25, 1.0)
+    t1 = torch.baddbmm(t0, t0, t0, beta=0.15625, alpha=0.1171875)
+    t2 = torch.baddbmm(t0, t0, t1, beta=0.25, alpha=1.0)
     t2.diagonal(dim1=-2, dim2=-1).add_(1.0)
     X = torch.bmm(X, t2)
     return X
@@ -86,7 +55,7 @@ def _plan_direct(G):
 # Estimated seconds of each plan as Σ c·m^i·n^j (polygen's cost model); the cheapest one runs.
 _PLANS = {
     "float32": (
-        (_plan_direct, (((0, 0), 0.000146), ((0, 2), 9.222000000000007e-08), ((0, 3), 8.5e-10),)),
+        (_plan_direct, (((0, 0), 0.000146), ((0, 2), 9.222000000000007e-08), ((0, 3), 1.2399999999999996e-09),)),
     ),
     "bfloat16": (
         (_plan_direct, (((0, 0), 0.000146), ((0, 2), 4.622000000000004e-08), ((0, 3), 1.2399999999999996e-09),)),
@@ -105,7 +74,7 @@ def _norm_dtype(dtype):
 
 
 # Eager CPU runs split a large batch into chunks of about this many bytes of input, one batched call each:
-# measured 1.1-1.9x faster than one call over the whole batch (bench/RESULTS.md, "CPU batch chunking").
+# measured 1.1-1.6x faster in bfloat16 than one call over the whole batch, neutral in float32 (bench/RESULTS.md).
 CPU_CHUNK_BYTES = 4 * 2**20
 
 
@@ -124,7 +93,7 @@ def _chunk_size(X):
     planning sees the whole graph); about CPU_CHUNK_BYTES of input in eager CPU runs."""
     if X.device.type != "cpu" or torch.compiler.is_compiling():
         return X.size(0)
-    return max(1, CPU_CHUNK_BYTES // (X.size(-2) * X.size(-1) * X.element_size()))
+    return max(1, CPU_CHUNK_BYTES // max(1, X.size(-2) * X.size(-1) * X.element_size()))
 
 
 def _apply_batch(X, fn):
@@ -149,7 +118,7 @@ def apply(G, plan=None):
     transposed = False
     batch_shape = G.shape[:-2]
     m, n = G.size(-2), G.size(-1)
-    X = G.reshape(-1, m, n)
+    X = G.reshape(math.prod(batch_shape), m, n)  # not -1: empty matrices have no inferable batch
     fn = plan if plan is not None else choose_plan(m, n, G.dtype)
     per = _chunk_size(X)
     if per >= X.size(0):

@@ -865,7 +865,7 @@ def apply(G, plan=None):
         G = G.mT
     batch_shape = G.shape[:-2]
     m, n = G.size(-2), G.size(-1)
-    X = G.reshape(-1, m, n)
+    X = G.reshape(math.prod(batch_shape), m, n)  # not -1: empty matrices have no inferable batch
     scale = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=_norm_dtype(G.dtype))
     scale = scale * 1.0 + 1e-07
     X = (X / scale).to(G.dtype)

@@ -717,7 +717,7 @@ def apply(G, plan=None):
     transposed = False
     batch_shape = G.shape[:-2]
     m, n = G.size(-2), G.size(-1)
-    X = G.reshape(-1, m, n)
+    X = G.reshape(math.prod(batch_shape), m, n)  # not -1: empty matrices have no inferable batch
     scale = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=_norm_dtype(G.dtype))
     scale = scale * 0.6666666666666666 + 1e-30
     X = (X / scale).to(G.dtype)

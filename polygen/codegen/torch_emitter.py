@@ -8,7 +8,7 @@ from polygen.codegen.env import provenance_header, render
 from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
-from polygen.passes.symmetry import half_tile_ops
+from polygen.passes.symmetry import block_triangle_ops
 
 TARGET_DOC = {
     "polar": "The polar factor U Vᵀ (approximately, per the spec's map)",
@@ -41,7 +41,7 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
-    sym = half_tile_ops(sched)  # = block_triangle_ops in 32/64 bits; _sym_bmm skips 16-bit inputs at run time
+    sym = block_triangle_ops(sched, "float32")  # _sym_bmm also keeps 16-bit inputs whole, at run time
 
     def view(op: Op, pos: tuple[int, int]) -> dict:
         return _op_view(op, rt, pos in sym)
@@ -101,7 +101,7 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
         matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
         norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
         rescale=out.rescale, exponent=repr(out.exponent), cpu_chunk_bytes=CPU_CHUNK_BYTES,
-        sym_blocks=TORCH_SYM_BLOCKS, uses_sym=any(half_tile_ops(s) for s in seen),
+        sym_blocks=TORCH_SYM_BLOCKS, uses_sym=any(block_triangle_ops(s, "float32") for s in seen),
         uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
     )
 

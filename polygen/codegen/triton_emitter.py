@@ -135,8 +135,7 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                 continue
             if (i, j) in pairs:
                 k = pairs[(i, j)][1]
-                out.append(_pair_view(op, by_pos[k] if k in by_pos else sched.blocks[pairs[(i, j)][0]],
-                                      ((i, j) in half, pairs[(i, j)] in half)))
+                out.append(_pair_view(op, by_pos[k], ((i, j) in half, pairs[(i, j)] in half)))
             else:
                 out.append(_op_view(op, params, runtime, (i, j) in half))
         return out

@@ -138,9 +138,10 @@ def compile_case(spec: str, dtype: str, forms: str) -> None:
         common = dict(epi, INPUT_PRECISION=precision, EMULATE_BF16=False)
         _compile(getattr(mod, f"{spec}_sym_matmul_kernel"), common, tdt, _biggest(mod, cuda["sym_matmul"], tdt))
         _compile(getattr(mod, f"{spec}_matmul_kernel"), common, tdt, _biggest(mod, cuda["matmul"], tdt))
-    for mirrors in ([(False, True), (True, True), (False, False)] if forms == "all" else [(False, True)]):
+    pair = getattr(mod, f"{spec}_pair_matmul_kernel", None)  # emitted only where a plan pairs products
+    for mirrors in ([(False, True), (True, True), (False, False)] if forms == "all" else [(False, True)]) * bool(pair):
         cons = dict(MIRROR1=mirrors[0], MIRROR2=mirrors[1], INPUT_PRECISION=precision, EMULATE_BF16=False)
-        _compile(getattr(mod, f"{spec}_pair_matmul_kernel"), cons, tdt, _biggest(mod, cuda["pair_matmul"], tdt))
+        _compile(pair, cons, tdt, _biggest(mod, cuda["pair_matmul"], tdt))
     for by_table in ([False, True] if forms == "all" else [forms == "table"]):
         _compile(getattr(mod, f"{spec}_lincomb_kernel"), _lincomb_constexprs(mod.LINCOMB_MAX_TERMS, by_table), tdt,
                  _biggest(mod, cuda["lincomb"], tdt))

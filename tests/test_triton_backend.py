@@ -170,8 +170,9 @@ def test_sym_matmul_epilogue_and_commuting_factors(kmod, dt):
 @pytest.mark.parametrize("mirror", [(False, True), (True, False), (False, False), (True, True)])
 @pytest.mark.parametrize("batch,m", [(1, 1), (2, 33), (1, 70), (3, 40)])
 @pytest.mark.parametrize("dt", ["float32", "bfloat16"])
-def test_pair_matmul_one_launch(kmod, mirror, batch, m, dt):
+def test_pair_matmul_one_launch(gen_dir, mirror, batch, m, dt):
     """(H·Q, H·R) in one grid: both outputs fully written, the symmetric one exactly symmetric, both correct."""
+    kmod = triton_module("muon_ns5", gen_dir)  # a spec whose Gram plan pairs products
     dtype = DTYPES[dt]
     X = torch.randn(batch, m, 2 * m + 3, device=DEVICE, dtype=torch.float64)
     R = X @ X.mT / X.size(-1)
@@ -337,3 +338,13 @@ def test_torch_compile_fullgraph_traces_through_kernels(gen_dir):
     torch.testing.assert_close(compiled(G), mod.apply(G), rtol=2e-2, atol=2e-2)
     explain = torch._dynamo.explain(lambda x: mod.apply(x))(G)
     assert explain.graph_break_count == 0
+
+
+def test_pair_kernel_emitted_only_where_a_plan_pairs_products():
+    from polygen.driver import compile_stages
+    from polygen.passes.fuse_pairs import paired_products
+
+    for name in ("muon_ns5", "muonp_1_3", "inv_root_4"):
+        pairs = any(paired_products(s) for forms in compile_stages(name).plans.values() for s in forms.values())
+        assert (f"def {name}_pair_matmul_kernel(" in polygen.generate(name, backend="triton")) == pairs, name
+    assert any(paired_products(s) for s in compile_stages("muon_ns5").plans["float32"].values())

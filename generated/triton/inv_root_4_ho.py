@@ -5,9 +5,9 @@
 """Higher-order (Taylor order 3) coupled inverse 4th root, Horner in the residual
 
 Generated from the spec "inv_root_4_ho" by polygen (Triton backend), with the kernels
-inv_root_4_ho_sym_matmul_kernel, inv_root_4_ho_matmul_kernel, inv_root_4_ho_lincomb_kernel, inv_root_4_ho_pair_matmul_kernel;
+inv_root_4_ho_sym_matmul_kernel, inv_root_4_ho_matmul_kernel, inv_root_4_ho_lincomb_kernel;
 each has a plain launcher that checks, allocates and launches, registered as a torch.library triton_op
-(polygen::inv_root_4_ho_<kernel>_bbb43c835e) and launched through wrap_triton, so torch.compile(fullgraph=True)
+(polygen::inv_root_4_ho_<kernel>_8f9a91625e) and launched through wrap_triton, so torch.compile(fullgraph=True)
 traces through it. One function per plan; `apply` normalizes the input, transposes tall matrices, picks the
 cheapest plan for the shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU tensors
 under TRITON_INTERPRET=1 (slow; for tests).
@@ -30,7 +30,7 @@ TARGET = "inverse_root"
 INPUT_KIND = "symmetric"
 MATMULS = {'direct': 62}
 LINCOMB_MAX_TERMS = 1  # terms the lincomb kernel takes (the most any op of this spec needs)
-OP_TAG = "bbb43c835e"  # hash of the spec and the kernel sources: part of every registered op name
+OP_TAG = "8f9a91625e"  # hash of the spec and the kernel sources: part of every registered op name
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Debug aid: allocate every kernel output filled with NaN, so an element a kernel fails to write shows up.
@@ -523,135 +523,6 @@ def lincomb(terms: list[torch.Tensor], ks: list[float], k_idx: list[int], coef: 
         GAMMA=gamma, GAMMA_IDX=gamma_idx, EMULATE_BF16=_emulate_bf16(first.dtype),
     )
     return out
-
-
-@triton.autotune(configs=_configs("pair_matmul"), key=["M", "N", "K"],
-                 prune_configs_by={"early_config_prune": _fits_shared_memory})
-@triton.jit
-def inv_root_4_ho_pair_matmul_kernel(
-        # Pointers: the shared left factor A (M×K), the right factors B1, B2 (K×N) and the outputs (M×N)
-        a_ptr, b1_ptr, out1_ptr, b2_ptr, out2_ptr,
-        # Sizes
-        M, N, K,
-        # Strides (batch, row, column) of each operand; transposed views come in as plain strides
-        stride_ab, stride_am, stride_ak,
-        stride_b1b, stride_b1k, stride_b1n,
-        stride_o1b, stride_o1m, stride_o1n,
-        stride_b2b, stride_b2k, stride_b2n,
-        stride_o2b, stride_o2m, stride_o2n,
-        # MIRRORi: product i is symmetric (M = N): only its upper-triangular tiles run, each stored twice
-        MIRROR1: tl.constexpr, MIRROR2: tl.constexpr,
-        INPUT_PRECISION: tl.constexpr, EMULATE_BF16: tl.constexpr,
-        # Square tiles (from the configuration registry): a tile and its mirror cover the same index ranges
-        BLOCK: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    """Both products A·B1 and A·B2 of a Gram-space step (Q ← HQ and T ← HR) in one launch.
-
-    They share the left factor and neither reads the other, so one grid holds the tiles of both: programs
-    [0, TILES1) compute A·B1, the others A·B2, each with the full tile mapping or, for a symmetric product,
-    the triangular one of the sym_matmul kernel. One launch instead of two; no program exits early.
-    """
-    pid = tl.program_id(axis=0)
-    pid_b = tl.program_id(axis=1).to(tl.int64)  # 64-bit batch offsets
-    tiles_m = tl.cdiv(M, BLOCK)
-    tiles_n = tl.cdiv(N, BLOCK)
-    if MIRROR1:  # programs of the first product; the rest of axis 0 computes the second
-        TILES1 = tiles_m * (tiles_m + 1) // 2
-    else:
-        TILES1 = tiles_m * tiles_n
-    second = pid >= TILES1
-    local = tl.where(second, pid - TILES1, pid)
-    tri = tl.where(second, MIRROR2, MIRROR1)
-    # Triangular tile mapping (see sym_matmul): the local-th tile of the lower triangle, transposed.
-    r = ((tl.sqrt(8.0 * local.to(tl.float32) + 1.0) - 1.0) * 0.5).to(tl.int32)
-    r = tl.where(r * (r + 1) // 2 > local, r - 1, r)
-    r = tl.where((r + 1) * (r + 2) // 2 <= local, r + 1, r)
-    pid_m = tl.where(tri, local - r * (r + 1) // 2, local // tiles_n)
-    pid_n = tl.where(tri, r, local % tiles_n)
-
-    if second:
-        b_ptr = b2_ptr + pid_b * stride_b2b
-        out_ptr = out2_ptr + pid_b * stride_o2b
-    else:
-        b_ptr = b1_ptr + pid_b * stride_b1b
-        out_ptr = out1_ptr + pid_b * stride_o1b
-    stride_bk = tl.where(second, stride_b2k, stride_b1k)
-    stride_bn = tl.where(second, stride_b2n, stride_b1n)
-    stride_om = tl.where(second, stride_o2m, stride_o1m)
-    stride_on = tl.where(second, stride_o2n, stride_o1n)
-    a_ptr += pid_b * stride_ab
-
-    rows = pid_m * BLOCK + tl.arange(0, BLOCK)
-    cols = pid_n * BLOCK + tl.arange(0, BLOCK)
-    offs_k = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + rows[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + cols[None, :] * stride_bn
-    if out1_ptr.dtype.element_ty == tl.float64:
-        acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float64)
-    else:
-        acc = tl.zeros((BLOCK, BLOCK), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=(rows[:, None] < M) & (offs_k[None, :] < k_left), other=0.0)
-        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & (cols[None, :] < N), other=0.0)
-        if EMULATE_BF16:  # TRITON_INTERPRET=1 only: its tl.dot reads bfloat16 bits as integers
-            a = a.to(tl.float32)
-            b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-
-    # A diagonal tile of a symmetric product keeps its upper triangle and mirrors it (exactly symmetric output).
-    fold = tri & (pid_m == pid_n)
-    acc = tl.where(fold & (rows[:, None] > cols[None, :]), tl.trans(acc), acc)
-    if EMULATE_BF16:
-        bits = acc.to(tl.float32).to(tl.uint32, bitcast=True)
-        bits += 0x7FFF + ((bits >> 16) & 1)
-        out = (bits >> 16).to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        out = acc.to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + rows[:, None] * stride_om + cols[None, :] * stride_on, out,
-             mask=(rows[:, None] < M) & (cols[None, :] < N))
-    # The mirror tile (pid_n, pid_m) of an off-diagonal tile of a symmetric product: its transpose.
-    mirror = tri & (pid_m != pid_n)
-    tl.store(out_ptr + cols[:, None] * stride_om + rows[None, :] * stride_on, tl.trans(out),
-             mask=(cols[:, None] < M) & (rows[None, :] < N) & mirror)
-
-
-@_triton_op("pair_matmul")
-def pair_matmul(a: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, mirror1: bool = False,
-                mirror2: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a@b1, a@b2) for a (B, M, K) and b1, b2 (B, K, N) in one launch; ``mirror*``: that product is
-    symmetric and runs on half the tiles."""
-    _check_matmul_operands(a, b1, None, None, (a.size(1), b1.size(2)))
-    _check_matmul_operands(a, b2, None, None, (a.size(1), b2.size(2)))
-    torch._check(b1.size(2) == b2.size(2), lambda: f"paired products of different widths: {tuple(b1.shape)}, "
-                 f"{tuple(b2.shape)}")
-    batch, m, k = a.shape
-    n = b1.size(2)
-    torch._check(not (mirror1 or mirror2) or m == n, lambda: f"a symmetric product must be square, got {m}x{n}")
-    out1 = _alloc((batch, m, n), a)
-    out2 = _alloc((batch, m, n), a)
-
-    def tiles(META, mirror):
-        t_m, t_n = triton.cdiv(m, META["BLOCK"]), triton.cdiv(n, META["BLOCK"])
-        return t_m * (t_m + 1) // 2 if mirror else t_m * t_n
-
-    def grid(META):
-        return (tiles(META, mirror1) + tiles(META, mirror2), batch)
-
-    wrap_triton(inv_root_4_ho_pair_matmul_kernel)[grid](
-        a, b1, out1, b2, out2,
-        m, n, k,
-        a.stride(0), a.stride(1), a.stride(2),
-        b1.stride(0), b1.stride(1), b1.stride(2),
-        out1.stride(0), out1.stride(1), out1.stride(2),
-        b2.stride(0), b2.stride(1), b2.stride(2),
-        out2.stride(0), out2.stride(1), out2.stride(2),
-        MIRROR1=mirror1, MIRROR2=mirror2,
-        INPUT_PRECISION=_input_precision(a.dtype), EMULATE_BF16=_emulate_bf16(a.dtype),
-    )
-    return out1, out2
 
 
 def _plan_direct(G):

@@ -194,7 +194,9 @@ def emit_triton(stages: Stages, source_label: str | None = None) -> str:
         plans[dt] = entries
 
     max_terms = _max_terms(stages)
-    kernels = [render(tpl, name=smap.name, max_terms=max_terms).rstrip("\n") for tpl, _ in KERNELS]
+    # the paired-product kernel only where some plan pairs products (passes.fuse_pairs)
+    used = [(tpl, k) for tpl, k in KERNELS if k != "pair_matmul" or any(paired_products(s) for s in seen)]
+    kernels = [render(tpl, name=smap.name, max_terms=max_terms).rstrip("\n") for tpl, _ in used]
     configs = tile_configs()
     tag_src = "\n".join([smap.source_hash, __version__, repr(configs)] + kernels)
     op_tag = hashlib.sha256(tag_src.encode()).hexdigest()[:10]
@@ -209,7 +211,7 @@ def emit_triton(stages: Stages, source_label: str | None = None) -> str:
         name=smap.name, description=smap.description or smap.name, spec_hash=smap.source_hash,
         version=__version__, target=smap.target, input_kind=smap.input_kind, target_doc=TARGET_DOC[smap.target],
         matmul_counts=repr({seen[s]: s.matmuls for s in seen}), op_tag=op_tag, max_terms=max_terms,
-        kernel_names=[f"{smap.name}_{k}_kernel" for _, k in KERNELS], kernels=kernels, tile_configs=config_src,
+        kernel_names=[f"{smap.name}_{k}_kernel" for _, k in used], kernels=kernels, tile_configs=config_src,
         tables=tables, functions=functions, plans=plans,
         uses_fit=any(op.kind == FIT for sched in seen for op, _ in sched.flat_ops()),
         norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),

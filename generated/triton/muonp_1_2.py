@@ -7,7 +7,7 @@
 Generated from the spec "muonp_1_2" by polygen (Triton backend), with the kernels
 muonp_1_2_sym_matmul_kernel, muonp_1_2_matmul_kernel, muonp_1_2_lincomb_kernel;
 each has a plain launcher that checks, allocates and launches, registered as a torch.library triton_op
-(polygen::muonp_1_2_<kernel>_f9ddbc1329) and launched through wrap_triton, so torch.compile(fullgraph=True)
+(polygen::muonp_1_2_<kernel>_5b224f7f4a) and launched through wrap_triton, so torch.compile(fullgraph=True)
 traces through it. One function per plan; `apply` normalizes the input, transposes tall matrices, picks the
 cheapest plan for the shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU tensors
 under TRITON_INTERPRET=1 (slow; for tests).
@@ -30,7 +30,7 @@ TARGET = "power"
 INPUT_KIND = "rectangular"
 MATMULS = {'direct': 25}
 LINCOMB_MAX_TERMS = 2  # terms the lincomb kernel takes (the most any op of this spec needs)
-OP_TAG = "f9ddbc1329"  # hash of the spec and the kernel sources: part of every registered op name
+OP_TAG = "5b224f7f4a"  # hash of the spec and the kernel sources: part of every registered op name
 
 _INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Debug aid: allocate every kernel output filled with NaN, so an element a kernel fails to write shows up.
@@ -184,6 +184,16 @@ def _identity(G, size, gamma):
     return torch.eye(size, dtype=G.dtype, device=G.device).expand(G.size(0), size, size) * gamma
 
 
+@triton.jit
+def _triangle_row(pid):
+    """Row r of the pid-th tile of a lower triangle in row-major order, the largest r with r(r+1)/2 <= pid:
+    a float square root, fixed up by one step either way in case it rounded across an integer. The tile is
+    (r, pid - r(r+1)/2); the triangular kernels run its transpose, an upper-triangle tile."""
+    r = ((tl.sqrt(8.0 * pid.to(tl.float32) + 1.0) - 1.0) * 0.5).to(tl.int32)
+    r = tl.where(r * (r + 1) // 2 > pid, r - 1, r)
+    return tl.where((r + 1) * (r + 2) // 2 <= pid, r + 1, r)
+
+
 @triton.autotune(configs=_configs("sym_matmul"), key=["M", "K"],
                  prune_configs_by={"early_config_prune": _fits_shared_memory})
 @triton.jit
@@ -213,11 +223,7 @@ def muonp_1_2_sym_matmul_kernel(
     """
     pid = tl.program_id(axis=0)
     pid_b = tl.program_id(axis=1).to(tl.int64)
-    # Triangular tile mapping: r = floor((sqrt(8·pid + 1) - 1) / 2), then fixed up by one step either way in
-    # case the float square root rounded across an integer.
-    r = ((tl.sqrt(8.0 * pid.to(tl.float32) + 1.0) - 1.0) * 0.5).to(tl.int32)
-    r = tl.where(r * (r + 1) // 2 > pid, r - 1, r)
-    r = tl.where((r + 1) * (r + 2) // 2 <= pid, r + 1, r)
+    r = _triangle_row(pid)  # triangular tile mapping
     pid_m = pid - r * (r + 1) // 2  # tile row    (<= pid_n: upper triangle)
     pid_n = r  # tile column
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from polygen.codegen.env import provenance_header, render
@@ -71,10 +72,11 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
 CPU_CHUNK_BYTES = "4 * 2**20"
 
 
-def emit_torch(stages: Stages, source_label: str | None = None) -> str:
-    from polygen import __version__
-
-    smap = stages.spec
+def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Schedule, list[dict]], dict]
+               ) -> tuple[list[dict], list[dict], dict[Schedule, str], dict[str, list[dict]]]:
+    """What both emitters' modules are made of: one function view per distinct schedule (a schedule shared by
+    several dtypes is emitted once), the loop tables they read, each schedule's key, and per dtype the plans
+    with their cost polynomials on ``backend``."""
     functions: list[dict] = []
     tables: list[dict] = []
     seen: dict[Schedule, str] = {}
@@ -85,11 +87,19 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
             if sched not in seen:
                 key = form if form == "direct" else f"{form}_{dt}"
                 seen[sched] = key
-                functions.append(_function_view(key, sched, tables))
-            poly = cost_polynomial(sched, dtype=dt, backend="torch")
+                functions.append(function_view(key, sched, tables))
+            poly = cost_polynomial(sched, dtype=dt, backend=backend)
             poly_src = "(" + ", ".join(f"(({i}, {j}), {c!r})" for (i, j), c in sorted(poly.items())) + ",)"
             entries.append({"fn": f"_plan_{seen[sched]}", "poly": poly_src})
         plans[dt] = entries
+    return functions, tables, seen, plans
+
+
+def emit_torch(stages: Stages, source_label: str | None = None) -> str:
+    from polygen import __version__
+
+    smap = stages.spec
+    functions, tables, seen, plans = plan_views(stages, "torch", _function_view)
     counts = {seen[s]: s.matmuls for s in seen}
     source = source_label or _relative_source(smap.source)
     out = stages.spec.outputs[0]

@@ -17,9 +17,8 @@ import tomllib
 
 from polygen.codegen import env
 from polygen.codegen.env import provenance_header, render
-from polygen.codegen.torch_emitter import TARGET_DOC, _relative_source, fmt, runtime_scalars
+from polygen.codegen.torch_emitter import TARGET_DOC, _relative_source, fmt, plan_views, runtime_scalars
 from polygen.codegen.torch_emitter import _op_view as torch_op_view
-from polygen.cost.model import cost_polynomial
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
 from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.pipeline import Stages
@@ -177,21 +176,7 @@ def emit_triton(stages: Stages, source_label: str | None = None) -> str:
     from polygen import __version__
 
     smap = stages.spec
-    functions: list[dict] = []
-    tables: list[dict] = []
-    seen: dict[Schedule, str] = {}
-    plans: dict[str, list[dict]] = {}
-    for dt, forms in stages.plans.items():
-        entries = []
-        for form, sched in forms.items():
-            if sched not in seen:
-                key = form if form == "direct" else f"{form}_{dt}"
-                seen[sched] = key
-                functions.append(_function_view(key, sched, tables))
-            poly = cost_polynomial(sched, dtype=dt, backend="triton")
-            poly_src = "(" + ", ".join(f"(({i}, {j}), {c!r})" for (i, j), c in sorted(poly.items())) + ",)"
-            entries.append({"fn": f"_plan_{seen[sched]}", "poly": poly_src})
-        plans[dt] = entries
+    functions, tables, seen, plans = plan_views(stages, "triton", _function_view)
 
     max_terms = _max_terms(stages)
     # the paired-product kernel only where some plan pairs products (passes.fuse_pairs)

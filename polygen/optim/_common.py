@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,13 @@ def check_number(name: str, value: Any, *, lo: float | None = None, hi: float | 
         raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}; got {value!r}")
 
 
+def check_lr(lr: Any) -> None:
+    """lr: a non-negative number or a one-element Tensor (as torch optimizers accept)."""
+    if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+        raise ValueError("lr: a Tensor lr must have exactly one element")
+    check_number("lr", lr, lo=0.0)
+
+
 def param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:
     """``'name' (shape …)`` when the group was given named parameters, else ``param_groups[g].params[i] (…)``."""
     names = group.get("param_names")
@@ -72,6 +79,21 @@ def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str) -> bool
     raise NonFiniteGradError(
         f"{optimizer_name}.step(): non-finite gradient (NaN or Inf) in {', '.join(bad)}; no parameter or "
         f"optimizer state was changed. Pass nonfinite='skip' to skip such steps instead.")
+
+
+def guarded_step(opt: Any, closure: Callable[[], Any] | None, update: Callable[[], None]) -> Any:
+    """The step protocol of polygen's optimizers: evaluate the closure with grad enabled, then run the
+    non-finite guard (``opt.nonfinite``) before ``update`` touches any parameter or state; a skipped step
+    counts in ``opt.skipped_steps``. Returns the closure's loss."""
+    loss = None
+    if closure is not None:
+        with torch.enable_grad():
+            loss = closure()
+    if not grads_finite(type(opt).__name__, opt.param_groups, opt.nonfinite):
+        opt.skipped_steps += 1
+        return loss
+    update()
+    return loss
 
 
 def matrix_shape(shape: torch.Size | Sequence[int]) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from polygen.optim._common import NONFINITE_MODES, check_choice, grads_finite
+from polygen.optim._common import NONFINITE_MODES, check_choice, guarded_step
 
 __all__ = ["Mixed", "MuonWithAdamW", "split_params"]
 
@@ -133,16 +133,11 @@ class Mixed(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if not grads_finite(type(self).__name__, self.param_groups, self.nonfinite):
-            self.skipped_steps += 1
-            return loss
+        return guarded_step(self, closure, self._update)
+
+    def _update(self) -> None:
         for o in self.optimizers:
             o.step()
-        return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)

@@ -33,8 +33,9 @@ from polygen.optim._common import (
     NS_DTYPES,
     cached_spec,
     check_choice,
+    check_lr,
     check_number,
-    grads_finite,
+    guarded_step,
     matrix_shape,
     param_label,
     resolve_backend,
@@ -155,10 +156,7 @@ class MatrixOptimizer(Optimizer):
             raise
 
     def _validate_group(self, group: dict[str, Any]) -> None:
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("lr: a Tensor lr must have exactly one element")
-        check_number("lr", lr, lo=0.0)
+        check_lr(group["lr"])
         check_number("weight_decay", group["weight_decay"], lo=0.0)
         check_number("momentum", group["momentum"], lo=0.0, hi=1.0, hi_open=True)
         if not isinstance(group["nesterov"], bool):
@@ -190,15 +188,7 @@ class MatrixOptimizer(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step; raises :class:`NonFiniteGradError` (or skips, with ``nonfinite='skip'``) before touching
         anything when a gradient holds NaN or Inf."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if not grads_finite(type(self).__name__, self.param_groups, self.nonfinite):
-            self.skipped_steps += 1
-            return loss
-        self._update()
-        return loss
+        return guarded_step(self, closure, self._update)
 
     def _update(self) -> None:
         # bucket: (function key, ns dtype, device, short side, long side) → matrices of all groups with that shape

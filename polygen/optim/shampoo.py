@@ -39,8 +39,9 @@ from polygen.optim._common import (
     NONFINITE_MODES,
     cached_spec,
     check_choice,
+    check_lr,
     check_number,
-    grads_finite,
+    guarded_step,
     matrix_shape,
     resolve_backend,
     spec_function,
@@ -144,10 +145,7 @@ class Shampoo(Optimizer):
             raise
 
     def _validate_group(self, group: dict[str, Any]) -> None:
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("lr: a Tensor lr must have exactly one element")
-        check_number("lr", lr, lo=0.0)
+        check_lr(group["lr"])
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
@@ -227,16 +225,11 @@ class Shampoo(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step; raises :class:`polygen.optim.NonFiniteGradError` (or skips, with ``nonfinite='skip'``)
         before touching anything when a gradient holds NaN or Inf."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        if not grads_finite(type(self).__name__, self.param_groups, self.nonfinite):
-            self.skipped_steps += 1
-            return loss
+        return guarded_step(self, closure, self._update)
+
+    def _update(self) -> None:
         for group in self.param_groups:
             self._group_step(group)
-        return loss
 
     def _init_state(self, group: dict[str, Any], p: Tensor) -> dict[str, Any]:
         state = self.state[p]

@@ -158,8 +158,11 @@ def shared_memory_case() -> None:
     out = _compile(mod.muon_ns5_matmul_kernel, common, "bf16", cfg)
     assert out.metadata.shared == mod.tile_shared_bytes(cfg, 2)  # the estimate is what ptxas allocates
     # the autotuning prune, as on an H100: keeps the bf16 tile, drops it in fp32
-    mod._INTERPRET = False
-    mod._shared_memory_limit = lambda device: H100_SHARED
+    from polygen.runtime import triton_support
+
+    assert mod._fits_shared_memory is triton_support.fits_shared_memory
+    triton_support.INTERPRET = False
+    triton_support.shared_memory_limit = lambda device: H100_SHARED
     configs = mod._configs("matmul")
     big = [c for c in configs if c.kwargs["BLOCK_M"] == 128 and c.kwargs["BLOCK_N"] == 256 and c.num_stages == 3]
     assert big

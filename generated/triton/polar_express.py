@@ -22,6 +22,17 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
+from polygen.runtime.triton_support import INTERPRET as _INTERPRET
+from polygen.runtime.triton_support import check_matmul_operands as _check_matmul_operands
+from polygen.runtime.triton_support import coef_arg as _coef_arg
+from polygen.runtime.triton_support import emulate_bf16 as _emulate_bf16
+from polygen.runtime.triton_support import fits_shared_memory as _fits_shared_memory
+from polygen.runtime.triton_support import identity as _identity
+from polygen.runtime.triton_support import input_precision as _input_precision
+from polygen.runtime.triton_support import scalars as _scalars
+from polygen.runtime.triton_support import tile_shared_bytes
+from polygen.runtime.triton_support import triangle_row as _triangle_row
+
 SPEC_NAME = "polar_express"
 SPEC_HASH = "44a229426a1d5ead46400b64d6257a6d996623c12c02f108f30960868b220358"
 POLYGEN_VERSION = "0.1.0"
@@ -32,7 +43,6 @@ MATMULS = {'direct': 15, 'gram_float32': 19, 'gram_bfloat16': 17}
 LINCOMB_MAX_TERMS = 1  # terms the lincomb kernel takes (the most any op of this spec needs)
 OP_TAG = "f014288265"  # hash of the spec and the kernel sources: part of every registered op name
 
-_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Debug aid: allocate every kernel output filled with NaN, so an element a kernel fails to write shows up.
 POISON_OUTPUTS = os.environ.get("POLYGEN_TRITON_POISON", "0") not in ("", "0")
 
@@ -93,31 +103,6 @@ def _configs(kernel):
                           num_stages=e["num_stages"]) for e in entries]
 
 
-def tile_shared_bytes(config, itemsize):
-    """Shared memory a GEMM tile configuration pipelines: num_stages copies of its A and B tiles."""
-    kw = config.kwargs if isinstance(config, triton.Config) else config
-    stages = config.num_stages if isinstance(config, triton.Config) else config["num_stages"]
-    if "BLOCK" in kw:  # triangular kernel: square BLOCK×BLOCK_K and BLOCK_K×BLOCK tiles
-        return 2 * kw["BLOCK"] * kw["BLOCK_K"] * itemsize * stages
-    return (kw["BLOCK_M"] + kw["BLOCK_N"]) * kw["BLOCK_K"] * itemsize * stages
-
-
-def _shared_memory_limit(device):
-    props = triton.runtime.driver.active.utils.get_device_properties(device.index or 0)
-    return props["max_shared_mem"]
-
-
-def _fits_shared_memory(configs, named_args, **kwargs):
-    """Autotuning prune: drop configurations whose pipelined tiles overflow this device's shared memory for
-    this dtype (a float32 128×256×64 tile in 3 stages needs 288 KiB; an H100 block has 227 KiB)."""
-    a = named_args["a_ptr"]
-    if _INTERPRET or a.device.type != "cuda":
-        return configs
-    limit = _shared_memory_limit(a.device)
-    fit = [c for c in configs if tile_shared_bytes(c, a.element_size()) <= limit]
-    return fit or [min(configs, key=lambda c: tile_shared_bytes(c, a.element_size()))]
-
-
 def _triton_op(kernel):
     """Register a launcher as the torch op polygen::polar_express_<kernel>_<OP_TAG>.
 
@@ -138,60 +123,6 @@ def _alloc(shape, like):
     if POISON_OUTPUTS:
         return torch.full(shape, math.nan, dtype=like.dtype, device=like.device)
     return torch.empty(shape, dtype=like.dtype, device=like.device)
-
-
-def _input_precision(dtype):
-    """IEEE fp32 products unless torch itself allows TF32 for matmuls (its default is not to)."""
-    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
-
-
-def _emulate_bf16(dtype):
-    """Under TRITON_INTERPRET=1 only, bfloat16 kernels multiply in float32 and round their outputs by hand: the
-    interpreter's tl.dot reads bfloat16 bits as integers and its float32 → bfloat16 cast truncates."""
-    return _INTERPRET and dtype == torch.bfloat16
-
-
-def _check_matmul_operands(a, b, c, coef, out_shape):
-    torch._check(a.dim() == 3 and b.dim() == 3, lambda: f"expected (batch, rows, cols) factors, got "
-                 f"{tuple(a.shape)} and {tuple(b.shape)}")
-    torch._check(a.size(0) == b.size(0) and a.size(2) == b.size(1),
-                 lambda: f"cannot multiply {tuple(a.shape)} by {tuple(b.shape)}")
-    torch._check(a.dtype == b.dtype and a.device == b.device, lambda: "factors differ in dtype or device")
-    if c is not None:
-        torch._check(c.shape == (a.size(0),) + tuple(out_shape),
-                     lambda: f"addend of shape {tuple(c.shape)} for a {tuple(out_shape)} product")
-        torch._check(c.device == a.device, lambda: "addend on another device")
-
-
-def _coef_arg(coef, batch, placeholder):
-    """(tensor, batch stride) of the run-time scalars: a (k,) table row shared by the batch, or (batch, k)."""
-    if coef is None:
-        return placeholder, 0  # never read: every *_IDX is -1
-    torch._check(coef.dtype == torch.float32 and coef.device == placeholder.device,
-                 lambda: "coef must be a float32 tensor on the operands' device")
-    torch._check(coef.dim() == 1 or (coef.dim() == 2 and coef.size(0) == batch),
-                 lambda: f"coef must be (k,) or (batch, k), got {tuple(coef.shape)}")
-    return coef, (coef.stride(0) if coef.dim() == 2 else 0)
-
-
-def _scalars(G, *values):
-    """(batch, k) float32 scalars for one op: fitted values ((batch, 1, 1) tensors), expressions, table entries."""
-    return torch.stack([torch.as_tensor(v, dtype=torch.float32, device=G.device).reshape(-1).expand(G.size(0))
-                        for v in values], dim=1)
-
-
-def _identity(G, size, gamma):
-    return torch.eye(size, dtype=G.dtype, device=G.device).expand(G.size(0), size, size) * gamma
-
-
-@triton.jit
-def _triangle_row(pid):
-    """Row r of the pid-th tile of a lower triangle in row-major order, the largest r with r(r+1)/2 <= pid:
-    a float square root, fixed up by one step either way in case it rounded across an integer. The tile is
-    (r, pid - r(r+1)/2); the triangular kernels run its transpose, an upper-triangle tile."""
-    r = ((tl.sqrt(8.0 * pid.to(tl.float32) + 1.0) - 1.0) * 0.5).to(tl.int32)
-    r = tl.where(r * (r + 1) // 2 > pid, r - 1, r)
-    return tl.where((r + 1) * (r + 2) // 2 <= pid, r + 1, r)
 
 
 @triton.autotune(configs=_configs("sym_matmul"), key=["M", "K"],

@@ -63,12 +63,13 @@ def apply_step(step: Step, env: dict[str, Any]) -> dict[str, Any]:
         do_fit()
     new = dict(env)
     for var, poly in step.updates:
-        new[var] = poly.evaluate(local) * np.ones_like(np.asarray(env[next(iter(env))], dtype=float))
+        new[var] = poly.evaluate(local) * np.ones(np.shape(env[next(iter(env))]))
     return new
 
 
 def initial_env(smap: SpectralMap, x: Any) -> dict[str, Any]:
-    x = np.asarray(x, dtype=float)
+    """Complex ``x`` is kept: an imaginary x is a negative eigenvalue x² of a Gram matrix (place_restarts)."""
+    x = np.asarray(x, dtype=complex if np.iscomplexobj(x) else float)
     g = {smap.input_symbol: x}
     return {v.name: v.init.evaluate(g) * np.ones_like(x) for v in smap.variables}
 

@@ -1,36 +1,48 @@
 """place_restarts: where a Gram-space plan must rebuild X and R, derived from the scalar map and the dtype.
 
-In the Gram form the output is X = Q·X₀ with q(σ) = x_t(σ)/x_s(σ) since the last restart s. Forming that
-product commits a norm-wise rounding error of about u·max_σ q(σ) (u: the dtype's unit roundoff), while
-the direct form commits about u·max x. Simulating the spec's scalar map on its domain tells how fast q
-grows, so a restart goes in just before u·max q would exceed the budget: a tenth of the spec's own
-approximation error (on the singular values that carry signal), or FACTOR·u for maps that converge.
-In float32 Keller Jordan's NS5 (q ≤ 500 on [1e-3, 1]) needs none; in bfloat16 it restarts every 2 steps.
+Between restarts the Gram form runs Q ← HQ, R ← HRH on the small side and finally forms X = QX₀, with
+q(σ) = x_t(σ)/x_s(σ) since the segment's start s. Two things go wrong in low precision, and a scalar
+simulation of the spec's map on its domain sees both:
 
-FACTOR is set by measurement. u·max q bounds the error of the smallest singular values only; what it does not
-model is the rounding error R ← HRH accumulates between restarts, which the later steps of an aggressive map
-amplify. FACTOR = 64 (one bf16 restart for NS5, after step 3) was as accurate as 16 for NS5 (median relative
-errors 0.066 / 0.046 / 0.030 against 0.065 / 0.050 / 0.028 on 64×256 and 256×1024 at κ = 1e3 and 128×512 at κ
-= 10), but it broke the bf16 plans of the maps it was not measured on: at κ = 1e3 the chosen Gram plans of
-polar_express_8 and ns_cubic reached relative errors of 1e11–1e25 and 400 (direct form: 0.13 and 0.07), and
-polar_express's doubled (0.15 vs 0.07). FACTOR = 16 keeps every built-in polar spec's chosen plan within 1.5×
-of the direct form's error (tests/test_numerics.py::test_chosen_plan_as_accurate_as_direct_at_kappa_1e3). A
-rule that also bounds R's accumulated error would let NS5 restart less often in bf16; a worst-case scalar
-model of it (every eigenvalue of R shifted by u·max h²·max r per step) proved far too pessimistic to use.
-Budgeting the whole own error instead of a tenth (which also restarts bf16 NS5 once) failed in float16:
-NS5's Gram plan then never restarts (u·max q = 0.24 < 0.32) and its error at κ = 1e3 was 0.21 against the
-direct form's 0.0095.
+* **Growth of Q.** Forming QX₀ commits a norm-wise rounding error of about u·max q (u: the dtype's unit
+  roundoff). In the *last* segment that error reaches the output unchanged, so u·max q must stay under the
+  budget: a tenth of the spec's own approximation error (on the singular values that carry signal) or
+  FACTOR·u, whichever is larger. Errors committed in an earlier segment are followed by more steps, which pull
+  perturbed singular values back towards the map's fixed point, so earlier segments get MID·FACTOR·u.
+* **Negative eigenvalues of R.** Rounding makes the computed Gram matrix indefinite, with eigenvalues down to
+  about −u·max r; on r < 0 a step r ← r·h(r)² grows |r| by about h(0)² per step until the polynomial is
+  evaluated far outside the spectrum and Q explodes (Dao-AILab gram-newton-schulz models restarts this way).
+  The simulation follows r = −u·max r from each segment's start (an imaginary x through the same steps) and
+  rejects a segment once |r| would exceed the spectrum's own max r.
+
+Among the placements every segment of which passes, the plan takes the fewest restarts (each costs two
+long-side products), then the smallest negative excursion (the widest margin from that divergence), then the
+smallest max q over all segments (gram-newton-schulz's ranking). In float32 Keller Jordan's NS5 needs no
+restart (q ≤ 470 on [1e-3, 1]); in bfloat16 and float16 it restarts once, after step 3 (0-based 2).
+
+The constants were checked against matrix runs: the worst ratio, over 64×256, 256×1024 and 2×128×512 inputs
+at κ = 10 and 1e3 (two seeds each), of the Gram plan's error against the exact map to the direct form's, for
+every placement of up to two restarts. Chosen placements (bf16 / fp16 ratios): muon_ns5 (2,) 1.24 / 1.34
+(the earlier rule's every-two-steps (1, 3): 1.13 / 1.15, one restart more); polar_express (0, 2) 1.26 / 1.28;
+polar_express_8 (1, 3) 1.12 / 1.22 and 1.36 in float32 (the earlier (0, 2): 1.71 / 1.69 / 2.04); ns_cubic (6,)
+1.15 / 1.00. What the rule rejects was measured worse: q = 40 in the last segment (muon_ns5 (1,): 2.31 in
+both dtypes), a negative excursion of 23 (muon_ns5 (3,), bf16: 3.28) or 480 (polar_express_8 (1, 5), bf16:
+1e26), and ranking by last-segment q or max q instead of the excursion picked ns_cubic (12,) in float32
+(5.3) and muon_ns5 (1,) in float16. Without any restart bf16 NS5 is 80× less accurate than the direct form,
+so its Gram plan cannot get down to the two long-side products the float32 plan uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from polygen.ir.evaluate import output_map, trajectory
+from polygen.ir.evaluate import apply_step, output_map, trajectory
 from polygen.ir.spectral import SpectralMap
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 FACTOR = 16.0
+MID = 4.0  # an earlier segment's u·max q may reach MID × the budget (later steps contract its error)
+NEG_LIMIT = 1.0  # a rounding-born negative eigenvalue may grow to at most this × the spectrum's max r
 SIGNAL = 0.1  # errors count on singular values >= SIGNAL·hi; below, both forms sit on the noise floor
 
 
@@ -44,11 +56,36 @@ def _grid(smap: SpectralMap) -> np.ndarray:
     return np.geomspace(max(lo, 1e-6), hi, 513)
 
 
-def restart_budget(smap: SpectralMap, dtype: str) -> float:
+def restart_budget(smap: SpectralMap, dtype: str, *, last: bool = True) -> float:
+    """The error u·max q a segment may commit: rounding headroom (MID× before the last restart), or what a
+    tenth of the spec's own error hides anyway."""
     x = _grid(smap)
     sig = x >= SIGNAL * x[-1]
     own = float(np.max(np.abs(output_map(smap, x) - smap.target_value(x))[sig]))
-    return max(0.1 * own, FACTOR * UNIT_ROUNDOFF[dtype])
+    return max(0.1 * own, (1.0 if last else MID) * FACTOR * UNIT_ROUNDOFF[dtype])
+
+
+def _segments(smap: SpectralMap, u: float) -> tuple[np.ndarray, np.ndarray]:
+    """q[s, e] = u·max|x_{e+1}/x_s| and neg[s, e] = the negative excursion of steps s..e (0-based instances)."""
+    var = smap.variables[0].name
+    xs = [np.asarray(env[var], dtype=float) for env in trajectory(smap, _grid(smap))]
+    steps = [step for step in smap.steps for _ in range(step.repeat)]
+    top = [float(np.nanmax(x * x)) for x in xs]  # max r of the spectrum after each step
+    total = len(steps)
+    q = np.full((total, total), np.inf)
+    neg = np.full((total, total), np.inf)
+    with np.errstate(all="ignore"):
+        for s in range(total):
+            x = np.array([1j * np.sqrt(u * top[s])])  # x² = −u·max r: R's most negative rounding eigenvalue
+            worst = 0.0
+            for e in range(s, total):
+                worst = max(worst, float(np.abs(x[0]) ** 2) / top[e])
+                neg[s, e] = worst
+                x = np.asarray(apply_step(steps[e], {**{v.name: x for v in smap.variables}})[var])
+                q[s, e] = u * float(np.nanmax(np.abs(xs[e + 1] / xs[s])))
+                if not np.isfinite(worst) or not np.all(np.isfinite(x)):
+                    break
+    return q, neg
 
 
 def place_restarts(smap: SpectralMap, dtype: str) -> tuple[int, ...]:
@@ -57,20 +94,24 @@ def place_restarts(smap: SpectralMap, dtype: str) -> tuple[int, ...]:
     if smap.hints.restart_every:
         k = smap.hints.restart_every
         return tuple(t for t in range(k - 1, total - 1, k))
-    u = UNIT_ROUNDOFF[dtype]
-    budget = restart_budget(smap, dtype)
-    var = smap.variables[0].name
-    xs = [np.asarray(env[var], dtype=float) for env in trajectory(smap, _grid(smap))]
-    restarts: list[int] = []
-    base = 0  # x index of the last restart (x_base = X₀ of the current segment)
-    t = 1
-    while t <= total:
-        with np.errstate(all="ignore"):
-            q = np.abs(xs[t] / xs[base])
-        if u * float(np.nanmax(q)) > budget and t - 1 > base:
-            restarts.append(t - 2)  # restart after step instance t-2, i.e. rebuild from x_{t-1}
-            base = t - 1
-            continue
-        t += 1
-    return tuple(restarts)
+    budget, mid_budget = restart_budget(smap, dtype), restart_budget(smap, dtype, last=False)
+    q, neg = _segments(smap, UNIT_ROUNDOFF[dtype])
 
+    def passes(s: int, e: int, last: bool) -> bool:
+        if s == e:
+            return True  # a restart cannot split a single step
+        return bool(q[s, e] <= (budget if last else mid_budget) and neg[s, e] <= NEG_LIMIT)
+
+    # best[s]: (restarts, max excursion, max u·q, placement) for steps s.. after a (re)start before step s
+    Key = tuple[int, float, float, tuple[int, ...]]
+    best: list[Key] = [(0, 0.0, 0.0, ())] * (total + 1)
+    for s in range(total - 1, -1, -1):
+        options: list[Key] = []
+        if passes(s, total - 1, last=True):
+            options.append((0, float(neg[s, total - 1]), float(q[s, total - 1]), ()))
+        for e in range(s, total - 1):
+            if passes(s, e, last=False):
+                n, ng, qm, rest = best[e + 1]
+                options.append((n + 1, max(ng, float(neg[s, e])), max(qm, float(q[s, e])), (e, *rest)))
+        best[s] = min(options)
+    return best[0][3]

@@ -193,8 +193,8 @@ def test_block_triangle_products_match_exact_spectral_map(name, shape, monkeypat
 
 def test_block_triangle_at_real_size_in_float32_and_bf16():
     """Above SYM_MIN_ROWS with no patching: muon_ns5's Gram plan (float32: symmetric products blocked; bf16:
-    whole) stays within the stated tolerances of the exact map; a blocked product equals the full one and
-    mirrors its upper blocks."""
+    the long-side XXᵀ only) stays within the stated tolerances of the exact map; a blocked product equals the
+    full one and mirrors its upper blocks, in float64 and, through 2-D GEMMs, in bf16."""
     smap = polygen.load_spec("muon_ns5")
     f, mod = _symmetric_plans_module("muon_ns5")
     assert mod.SYM_MIN_ROWS <= 260
@@ -215,6 +215,32 @@ def test_block_triangle_at_real_size_in_float32_and_bf16():
     blk = torch.bucketize(torch.arange(261), cuts, right=True)  # block index of each row / column
     lower = blk[:, None] > blk[None, :]
     assert lower.any() and torch.equal(S[:, lower], S.mT[:, lower])  # below the diagonal blocks: the mirror
+    Ab = A.to(torch.bfloat16)
+    Sb = mod._sym_bmm(Ab, Ab.mT, None, 0.0, 1.0, in_16_bits=True)
+    fullb = torch.bmm(Ab, Ab.mT)
+    torch.testing.assert_close(Sb.double(), (A.to(torch.bfloat16).double() @ A.to(torch.bfloat16).double().mT),
+                               rtol=2**-7, atol=2**-7 * 300)  # bf16 output rounding of an fp32-accumulated GEMM
+    torch.testing.assert_close(Sb[:, ~lower], fullb[:, ~lower], rtol=0, atol=0)  # upper blocks: the same GEMM rows
+    assert torch.equal(Sb[:, lower], Sb.mT[:, lower])
+    assert torch.equal(mod._sym_bmm(Ab, Ab.mT, None, 0.0, 1.0), fullb)  # other bf16 products stay whole
+
+
+def test_bf16_gram_products_blocked_in_eager_cpu_code_only(monkeypatch):
+    """In bf16 the Gram plan's XXᵀ products run through the per-matrix block path (and no m×m product does),
+    and the chosen plan keeps the bf16 Gram bound against the exact map (see the test above), batched and at
+    odd sizes."""
+    smap = polygen.load_spec("muon_ns5")
+    f, mod = _symmetric_plans_module("muon_ns5")
+    calls = []
+    block = mod._block_2d
+    monkeypatch.setattr(mod, "SYM_MIN_ROWS", 1)
+    monkeypatch.setattr(mod, "_block_2d", lambda A, B, *a: calls.append((A.size(-2), B.size(-2))) or block(A, B, *a))
+    G = random_with_spectrum((3, 45, 131), 10.0, seed=8, dtype=torch.bfloat16)
+    Y = f(G)
+    assert f.plan_for(G.shape, torch.bfloat16).startswith("gram")
+    assert calls and all(inner == 131 for _, inner in calls)  # only products over the long side
+    ref = spectral_reference(smap, G)
+    assert rel_err(Y, ref) <= min(5 * rel_err(f(G, plan="direct"), ref), 16 * 2.0**-8)
 
 
 @pytest.mark.parametrize("name", POLAR)

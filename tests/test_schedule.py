@@ -133,10 +133,10 @@ def test_cost_model_symmetric_discounts_per_backend_and_dtype():
     torch32 = plan_cost(sched, m, n, backend="torch", dtype="float32")
     torch16 = plan_cost(sched, m, n, backend="torch", dtype="bfloat16")
     # XXᵀ (2m²n) and A² (2m³) are symmetric: half price on triton, 5/8 (4×4 blocks, 10 computed) on torch
-    # in float32, full price on torch in bf16
+    # in float32; in bf16 torch blocks XXᵀ only (its inner dimension is the long side)
     assert triton_cost.dense_flops - triton_cost.flops == 5 * (m * m * n + m**3)
     assert torch32.dense_flops - torch32.flops == 5 * 3 * (2 * m * m * n + 2 * m**3) // 8
-    assert torch16.dense_flops == torch16.flops
+    assert torch16.dense_flops - torch16.flops == 5 * 3 * (2 * m * m * n) // 8
 
 
 def test_plan_listing_is_readable():
@@ -165,18 +165,26 @@ def test_cost_model_discounts_exactly_the_half_tile_products(name, form):
     assert c.dense_flops - c.flops == saved > 0
 
 
+def _op_at(sched, pos):
+    i, j = pos
+    blk = sched.blocks[i]
+    return blk.body[j] if j >= 0 else blk
+
+
 @pytest.mark.parametrize("name", ["muon_ns5", "polar_express", "inv_root_4", "muonp_3_5", "prism_polar"])
 def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name):
     """Every plan function of the generated torch module calls _sym_bmm on the block-triangle products and on
     no others, and the torch cost model discounts the same ones: the half-tile products of rectangular-input
-    plans in float32, none in bfloat16 and none for symmetric inputs (coupled roots)."""
+    plans in float32, in bfloat16 those of them over the long side (XXᵀ, marked in_16_bits), and none for
+    symmetric inputs (coupled roots)."""
     from polygen.driver import compile_stages
     from polygen.passes.symmetry import block_triangle_ops, half_tile_ops
 
     src = polygen.generate(name)
     stages = compile_stages(name)
     emitted = sum(line.count("_sym_bmm(") for line in src.splitlines() if "def _sym_bmm" not in line)
-    expected = 0
+    emitted16 = sum(line.count("in_16_bits=True)") for line in src.splitlines())
+    expected = expected16 = 0
     seen = set()
     rectangular = polygen.load_spec(name).input_kind == "rectangular"
     for dt, forms in stages.plans.items():
@@ -184,9 +192,15 @@ def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name
             half = half_tile_ops(sched)
             assert half
             blocked = block_triangle_ops(sched, dt)
-            assert blocked == (half if rectangular and dt not in ("bfloat16", "float16") else set())
+            shapes = sched.shapes()
+            long_side = {pos for pos in half if shapes[_op_at(sched, pos).a] == "L"}
+            if not rectangular:
+                assert blocked == set()
+            else:
+                assert blocked == (long_side if dt in ("bfloat16", "float16") else half)
             if sched not in seen:
                 seen.add(sched)
                 expected += len(block_triangle_ops(sched, "float32"))
-    assert emitted == expected
+                expected16 += len(block_triangle_ops(sched, "bfloat16"))
+    assert emitted == expected and emitted16 == expected16
     assert (expected > 0) == rectangular

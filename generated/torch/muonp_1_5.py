@@ -22,8 +22,9 @@ MATMULS = {'direct': 18}
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
-# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs. In 16 bits only the Gram products XXᵀ of the long side do, and
+# only in eager CPU code, as one 2-D GEMM per matrix and block row (passes.symmetry.block_triangle_ops says
+# why). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -37,16 +38,32 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha):
+def _block_2d(A, B, C, beta, alpha):
+    """alpha·A·B + beta·C for single matrices (torch.mm / addmm)."""
+    if C is not None:
+        return torch.addmm(C, A, B, beta=beta, alpha=alpha)
+    out = torch.mm(A, B)
+    return out if alpha == 1.0 else out.mul_(alpha)
+
+
+def _sym_bmm(A, B, C, beta, alpha, in_16_bits=False):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored."""
+    diagonal, then the lower triangle mirrored. ``in_16_bits`` marks the products blocked in 16-bit dtypes
+    too; those use 2-D GEMMs, since the CPU's 16-bit bmm runs column-sliced operands at half speed."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
+    if k < 2 or m < SYM_MIN_ROWS:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        out[:, lo:hi, lo:] = _product(A[:, lo:hi], B[:, :, lo:], None if C is None else C[:, lo:hi, lo:], beta, alpha)
+    if A.element_size() >= 4:
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            out[:, lo:hi, lo:] = _product(A[:, lo:hi], B[:, :, lo:], None if C is None else C[:, lo:hi, lo:], beta, alpha)
+    elif in_16_bits and A.device.type == "cpu" and not torch.compiler.is_compiling():
+        for i in range(A.size(0)):
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                out[i, lo:hi, lo:] = _block_2d(A[i, lo:hi], B[i, :, lo:], None if C is None else C[i, lo:hi, lo:], beta, alpha)
+    else:
+        return _product(A, B, C, beta, alpha)
     for lo, hi in zip(cuts[1:-1], cuts[2:]):
         out[:, lo:hi, :lo] = out[:, :lo, lo:hi].mT
     return out
@@ -57,7 +74,7 @@ def _plan_direct(G):
     X = G
     Y = G
     for _ in range(6):  # steps[0]
-        t0 = _sym_bmm(Y, Y.mT, None, 0.0, 1.0)  # yyᵀ
+        t0 = _sym_bmm(Y, Y.mT, None, 0.0, 1.0, in_16_bits=True)  # yyᵀ
         t1 = _sym_bmm(t0, t0, None, 0.0, 1.0)  # gram(y,y)^2
         t2 = 0.2 * X + 1.0 * Y
         Y = torch.baddbmm(t2, t1, Y, beta=1.0, alpha=-0.2)
@@ -70,10 +87,10 @@ _PLANS = {
         (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 1.944e-08), ((2, 0), 1.2e-08), ((2, 1), 1.95e-10), ((3, 0), 7.5e-11),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 9.84e-09), ((2, 0), 6e-09), ((2, 1), 2.4e-10), ((3, 0), 1.2e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 9.84e-09), ((2, 0), 6e-09), ((2, 1), 1.95e-10), ((3, 0), 1.2e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 9.84e-09), ((2, 0), 6e-09), ((2, 1), 2.4e-10), ((3, 0), 1.2e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 9.84e-09), ((2, 0), 6e-09), ((2, 1), 1.95e-10), ((3, 0), 1.2e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

@@ -38,8 +38,9 @@ _TABLE_1 = (
 
 
 # Products the schedule proved symmetric (passes.symmetry) run as the block upper triangle of SYM_BLOCKS²
-# blocks, mirrored: (k + 1)/2k of the FLOPs, in 32/64-bit dtypes (passes.symmetry.block_triangle_ops says why
-# not in 16 bits). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
+# blocks, mirrored: (k + 1)/2k of the FLOPs. In 16 bits only the Gram products XXᵀ of the long side do, and
+# only in eager CPU code, as one 2-D GEMM per matrix and block row (passes.symmetry.block_triangle_ops says
+# why). Below SYM_MIN_ROWS rows a product is launch-bound and stays whole.
 SYM_BLOCKS = 4
 SYM_MIN_ROWS = 256
 
@@ -53,16 +54,32 @@ def _product(A, B, C, beta, alpha):
     return torch.bmm(A, B)
 
 
-def _sym_bmm(A, B, C, beta, alpha):
+def _block_2d(A, B, C, beta, alpha):
+    """alpha·A·B + beta·C for single matrices (torch.mm / addmm)."""
+    if C is not None:
+        return torch.addmm(C, A, B, beta=beta, alpha=alpha)
+    out = torch.mm(A, B)
+    return out if alpha == 1.0 else out.mul_(alpha)
+
+
+def _sym_bmm(A, B, C, beta, alpha, in_16_bits=False):
     """alpha·A·B + beta·C, known to be symmetric: one GEMM per block row for the blocks on and right of the
-    diagonal, then the lower triangle mirrored."""
+    diagonal, then the lower triangle mirrored. ``in_16_bits`` marks the products blocked in 16-bit dtypes
+    too; those use 2-D GEMMs, since the CPU's 16-bit bmm runs column-sliced operands at half speed."""
     m, k = A.size(-2), SYM_BLOCKS
-    if k < 2 or m < SYM_MIN_ROWS or A.element_size() < 4:
+    if k < 2 or m < SYM_MIN_ROWS:
         return _product(A, B, C, beta, alpha)
     out = A.new_empty(A.shape[:-1] + (B.size(-1),))
     cuts = [i * m // k for i in range(k + 1)]
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        out[:, lo:hi, lo:] = _product(A[:, lo:hi], B[:, :, lo:], None if C is None else C[:, lo:hi, lo:], beta, alpha)
+    if A.element_size() >= 4:
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            out[:, lo:hi, lo:] = _product(A[:, lo:hi], B[:, :, lo:], None if C is None else C[:, lo:hi, lo:], beta, alpha)
+    elif in_16_bits and A.device.type == "cpu" and not torch.compiler.is_compiling():
+        for i in range(A.size(0)):
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                out[i, lo:hi, lo:] = _block_2d(A[i, lo:hi], B[i, :, lo:], None if C is None else C[i, lo:hi, lo:], beta, alpha)
+    else:
+        return _product(A, B, C, beta, alpha)
     for lo, hi in zip(cuts[1:-1], cuts[2:]):
         out[:, lo:hi, :lo] = out[:, :lo, lo:hi].mT
     return out
@@ -72,7 +89,7 @@ def _plan_direct(G):
     """direct plan: 24 matmuls (16 touch the long side)."""
     X = G
     for c0, c1, c2 in _TABLE_0:  # steps[0] row 0, steps[0] row 1, steps[0] row 2, steps[0] row 3, steps[0] row 4, steps[0] row 5, steps[0] row 6, steps[1]
-        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # xxᵀ
+        t0 = _sym_bmm(X, X.mT, None, 0.0, 1.0, in_16_bits=True)  # xxᵀ
         t1 = _sym_bmm(t0, t0, t0, c1, c0)
         X = torch.baddbmm(X, t1, X, beta=c2, alpha=1.0)
     return X
@@ -81,7 +98,7 @@ def _plan_direct(G):
 def _plan_gram_float32(G):
     """gram plan: 29 matmuls (6 touch the long side), restarts after steps [1, 3]."""
     X = G
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # R = XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, in_16_bits=True)  # R = XXᵀ
     t0 = _sym_bmm(R, R, R, -22.901934987056052, 16.460724910180318)
     t0.diagonal(dim1=-2, dim2=-1).add_(8.205160414005574)
     Q = t0
@@ -91,7 +108,7 @@ def _plan_gram_float32(G):
     t0.diagonal(dim1=-2, dim2=-1).add_(4.066395159942775)
     Q = torch.bmm(t0, Q)  # Q ← HQ
     X = torch.bmm(Q, X)  # restart: X ← QX
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # restart: R ← XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, in_16_bits=True)  # restart: R ← XXᵀ
     t0 = _sym_bmm(R, R, R, -2.8233517350395165, 0.5250369769390025)
     t0.diagonal(dim1=-2, dim2=-1).add_(3.9095949044379155)
     Q = t0
@@ -101,7 +118,7 @@ def _plan_gram_float32(G):
     t0.diagonal(dim1=-2, dim2=-1).add_(3.2855640171986153)
     Q = torch.bmm(t0, Q)  # Q ← HQ
     X = torch.bmm(Q, X)  # restart: X ← QX
-    R = _sym_bmm(X, X.mT, None, 0.0, 1.0)  # restart: R ← XXᵀ
+    R = _sym_bmm(X, X.mT, None, 0.0, 1.0, in_16_bits=True)  # restart: R ← XXᵀ
     t0 = _sym_bmm(R, R, R, -1.6198217652654412, 0.3984807870416836)
     t0.diagonal(dim1=-2, dim2=-1).add_(2.277873287083977)
     Q = t0
@@ -127,12 +144,12 @@ _PLANS = {
         (_plan_gram_float32, (((0, 0), 5.800000000000002e-05), ((1, 1), 4.8e-09), ((2, 0), 3.319999999999999e-08), ((2, 1), 9.749999999999999e-11), ((3, 0), 3.2500000000000007e-10),)),
     ),
     "bfloat16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 5.800000000000002e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 1.2e-10), ((3, 0), 4.6000000000000007e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 2.6e-10), ((3, 0), 1.6e-10),)),
+        (_plan_gram_float32, (((0, 0), 5.800000000000002e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 9.749999999999999e-11), ((3, 0), 4.6000000000000007e-10),)),
     ),
     "float16": (
-        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 3.2e-10), ((3, 0), 1.6e-10),)),
-        (_plan_gram_float32, (((0, 0), 5.800000000000002e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 1.2e-10), ((3, 0), 4.6000000000000007e-10),)),
+        (_plan_direct, (((0, 0), 4.8e-05), ((1, 1), 8e-09), ((2, 0), 9.6e-09), ((2, 1), 2.6e-10), ((3, 0), 1.6e-10),)),
+        (_plan_gram_float32, (((0, 0), 5.800000000000002e-05), ((1, 1), 2.4e-09), ((2, 0), 1.6599999999999996e-08), ((2, 1), 9.749999999999999e-11), ((3, 0), 4.6000000000000007e-10),)),
     ),
 }
 _DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",

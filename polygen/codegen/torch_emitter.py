@@ -23,11 +23,12 @@ def fmt(v: float | str) -> str:
     return v if isinstance(v, str) else repr(float(v))
 
 
-def _op_view(op: Op, runtime: set[str], sym: bool = False) -> dict:
-    """What the op templates need of one op; ``sym``: computed as a block triangle and mirrored."""
+def _op_view(op: Op, runtime: set[str], sym: bool = False, sym16: bool = False) -> dict:
+    """What the op templates need of one op; ``sym``: computed as a block triangle and mirrored (``sym16``:
+    in 16-bit dtypes too)."""
     gamma_rt = isinstance(op.gamma, str) and bool(set(op.scalar_names) & runtime)
     return {
-        "sym": sym,
+        "sym": sym, "sym16": sym16,
         "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
         "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
         "terms": [(fmt(k), m) for k, m in op.terms], "gamma_runtime": gamma_rt,
@@ -42,10 +43,11 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
-    sym = block_triangle_ops(sched, "float32")  # _sym_bmm also keeps 16-bit inputs whole, at run time
+    sym = block_triangle_ops(sched, "float32")  # _sym_bmm applies the dtype rule at run time
+    sym16 = block_triangle_ops(sched, "bfloat16")
 
     def view(op: Op, pos: tuple[int, int]) -> dict:
-        return _op_view(op, rt, pos in sym)
+        return _op_view(op, rt, pos in sym, pos in sym16)
 
     blocks = []
     for i, blk in enumerate(sched.blocks):

@@ -105,16 +105,24 @@ def half_tile_ops(sched: Schedule) -> set[tuple[int, int]]:
 def block_triangle_ops(sched: Schedule, dtype: str) -> set[tuple[int, int]]:
     """Positions of the products torch's emitter computes as the upper triangle of k×k blocks and mirrors.
 
-    The same products as :func:`half_tile_ops` (mirroring is safe for exactly these), in 32- and 64-bit
-    dtypes and for rectangular inputs only. On the CPU, float32 gained 1.3–1.5× per product (1024×4096 XXᵀ:
-    38.6 → 25.9 ms at 4 blocks; 1024² R²: 9.6 → 6.7 ms) and 1.2× on muon_ns5's whole Gram plan, with the
-    polar and power maps' errors unchanged (within 2 % at 512×2048 and 1024², κ = 10 and 1e3). In bfloat16
-    the narrow row-block GEMMs ran no faster inside the plans (the 768×3072 Gram plan went from 31.8 to
-    37.4 ms). In the coupled iterations of symmetric inputs (inverse roots) mirroring T²M and its kin raised
-    the error against eigh by 20–50 % at n = 512 and 1024 (inv_root_2: 9.8e-5 → 1.2e-4, over its 1e-4
-    target). The emitter applies the dtype rule at run time from the element size, since one plan
-    function can serve several dtypes.
+    The same products as :func:`half_tile_ops` (mirroring is safe for exactly these), for rectangular inputs
+    only. On the CPU, float32 gained 1.3–1.5× per product (1024×4096 XXᵀ: 38.6 → 25.9 ms at 4 blocks; 1024²
+    R²: 9.6 → 6.7 ms) and 1.2× on muon_ns5's whole Gram plan, with the polar and power maps' errors unchanged
+    (within 2 % at 512×2048 and 1024², κ = 10 and 1e3). In 16-bit dtypes only the Gram products of the long
+    side (XXᵀ, whose inner dimension is n) are blocked, as 2-D GEMMs per matrix: bf16 1024×4096 XXᵀ 9.7 →
+    6.7 ms (4×768×3072: 16.0 → 12.5 ms), while blocking the m×m products gained little or lost (1024² R²+C:
+    2.72 → 2.28 ms; 4×768²: 4.40 → 4.67 ms), and bf16 bmm on column-sliced operands ran at half speed (the
+    768×3072 Gram plan once went from 31.8 to 37.4 ms that way). In the coupled iterations of symmetric
+    inputs (inverse roots) mirroring T²M and its kin raised the error against eigh by 20–50 % at n = 512 and
+    1024 (inv_root_2: 9.8e-5 → 1.2e-4, over its 1e-4 target). The emitter applies the dtype rule at run time
+    from the element size, since one plan function can serve several dtypes.
     """
-    if dtype in ("bfloat16", "float16") or sched.input_shape == "N":
+    if sched.input_shape == "N":
         return set()
-    return half_tile_ops(sched)
+    chosen = half_tile_ops(sched)
+    if dtype in ("bfloat16", "float16"):
+        shapes = sched.shapes()
+        ops = {(i, j): op for i, blk in enumerate(sched.blocks)
+               for j, op in (enumerate(blk.body) if isinstance(blk, Loop) else [(-1, blk)])}
+        chosen = {pos for pos in chosen if shapes.get(ops[pos].a) == "L"}
+    return chosen

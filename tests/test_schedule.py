@@ -16,7 +16,7 @@ from polygen.passes.builder import Builder
 from polygen.passes.evaluate_poly import SymEnv, choose_univariate, eval_sym, univariate_costs
 from polygen.passes.lower_direct import lower_direct
 from polygen.passes.normalize import normalize
-from polygen.passes.place_restarts import place_restarts
+from polygen.passes.place_restarts import NEG_LIMIT, UNIT_ROUNDOFF, _segments, place_restarts, restart_budget
 from polygen.passes.plan_gram_space import plan_gram_space
 from polygen.passes.verify_convergence import domain_grid
 
@@ -64,12 +64,47 @@ def test_restarts_are_derived_from_the_dtype():
     assert place_restarts(smap, "float32") == ()
     bf16 = place_restarts(smap, "bfloat16")
     # once, after step 3: the last segment's q = x₅/x₃ ≤ 12 fits 16u; one restart earlier leaves q = 40 there,
-    # one later lets R's rounding-born negative eigenvalue outgrow the spectrum (|r|/max r: 0.004 → 23 by step 4)
+    # one later fails twice over: q = 140 before it, and R's rounding-born negative eigenvalue outgrows the
+    # spectrum (|r|/max r: 0.004 → 23 by step 4)
     assert bf16 == (2,)
+    # float16: (1,) passes every filter (its q = 40 fits a tenth of NS5's own error) and loses to (2,) only on
+    # the negative excursion, 0.070 against 0.048
+    assert place_restarts(smap, "float16") == (2,)
     g0 = plan_gram_space(smap, ())
     g1 = plan_gram_space(smap, bf16)
     # each restart rebuilds X = QX₀ and R = XXᵀ: exactly two more long-side matmuls
     assert g1.count(touches_long=True) - g0.count(touches_long=True) == 2 * len(bf16)
+
+
+def test_negative_eigenvalue_model_decides_a_placement():
+    """polar_express_8 in bf16 restarts after steps 2 and 4 (0-based 1, 3). The tempting (1, 5) passes every q
+    budget, yet in its middle segment R's rounding-born negative eigenvalue grows to ~480× the spectrum (matrix
+    runs: error 1e26), so only the excursion model rejects it."""
+    smap = spectral("polar_express_8")
+    assert place_restarts(smap, "bfloat16") == (1, 3)
+    q, neg = _segments(smap, UNIT_ROUNDOFF["bfloat16"])
+    mid, last = restart_budget(smap, "bfloat16", last=False), restart_budget(smap, "bfloat16")
+    assert q[0, 1] <= mid and q[2, 5] <= mid and q[6, 7] <= last  # (1, 5) within every q budget
+    assert neg[0, 1] <= NEG_LIMIT and neg[6, 7] <= NEG_LIMIT
+    assert 100 * NEG_LIMIT < neg[2, 5] < 1e3 * NEG_LIMIT
+
+
+def test_restart_budget_ignores_non_finite_own_error(monkeypatch):
+    """A NaN or inf in the map's own error somewhere on the grid (a spec that opts out of verification may
+    overflow) must not turn the budget into NaN, which would fail every segment and restart after each step."""
+    import polygen.passes.place_restarts as pr
+
+    smap = spectral("muon_ns5")
+    exact = pr.output_map
+
+    def with_holes(sm, x):
+        y = np.array(exact(sm, x), dtype=float)
+        y[-1], y[-2] = np.nan, np.inf
+        return y
+
+    monkeypatch.setattr(pr, "output_map", with_holes)
+    assert np.isfinite(restart_budget(smap, "bfloat16"))
+    assert place_restarts(smap, "bfloat16") == (2,)
 
 
 def test_restart_hint_is_honoured():

@@ -68,7 +68,7 @@ def apply_step(step: Step, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def initial_env(smap: SpectralMap, x: Any) -> dict[str, Any]:
-    """Complex ``x`` is kept: an imaginary x is a negative eigenvalue x² of a Gram matrix (place_restarts)."""
+    """Start values of every variable at ``x``; complex ``x`` is kept, so the maps extend to complex arguments."""
     x = np.asarray(x, dtype=complex if np.iscomplexobj(x) else float)
     g = {smap.input_symbol: x}
     return {v.name: v.init.evaluate(g) * np.ones_like(x) for v in smap.variables}

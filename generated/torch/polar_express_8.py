@@ -58,8 +58,9 @@ def _block_2d(A, B, C, beta, alpha):
     """alpha·A·B + beta·C for single matrices (torch.mm / addmm)."""
     if C is not None:
         return torch.addmm(C, A, B, beta=beta, alpha=alpha)
-    out = torch.mm(A, B)
-    return out if alpha == 1.0 else out.mul_(alpha)
+    if alpha != 1.0:  # alpha inside the GEMM: one rounding to the output dtype, as in _product
+        return torch.addmm(A.new_zeros(()), A, B, beta=0.0, alpha=alpha)
+    return torch.mm(A, B)
 
 
 def _sym_bmm(A, B, C, beta, alpha, in_16_bits=False):

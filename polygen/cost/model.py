@@ -4,6 +4,12 @@ Shape classes: S = m×m, L = m×n, N = n×n (m <= n after transposing tall input
 costs half its FLOPs on Triton, whose kernels compute only the upper-triangular tiles (for the products
 passes.symmetry.half_tile_ops lets run there), and (k + 1)/2k on torch, whose emitter computes the upper
 triangle of k×k blocks (passes.symmetry.block_triangle_ops).
+
+The torch figures model eager execution on the CPU, where they were measured. Two of the emitter's run-time
+rules are not in them: the 16-bit long-side XXᵀ stays one GEMM on CUDA and under torch.compile, and a product
+of fewer than SYM_MIN_ROWS (256) rows stays whole at any dtype; a cost polynomial Σ c·m^i·n^j has no place for
+either. Where the discount does not apply it favours the direct form, which forms XXᵀ every step while the
+Gram form does so once per (re)start, so there the model tends to err towards the direct form.
 """
 
 from __future__ import annotations

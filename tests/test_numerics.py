@@ -220,8 +220,9 @@ def test_block_triangle_at_real_size_in_float32_and_bf16():
     fullb = torch.bmm(Ab, Ab.mT)
     torch.testing.assert_close(Sb.double(), (A.to(torch.bfloat16).double() @ A.to(torch.bfloat16).double().mT),
                                rtol=2**-7, atol=2**-7 * 300)  # bf16 output rounding of an fp32-accumulated GEMM
-    # upper blocks: the same GEMM rows, through mm instead of bmm (summation order may differ by an ulp)
-    torch.testing.assert_close(Sb[:, ~lower], fullb[:, ~lower], rtol=2**-7, atol=2**-7 * 300)
+    # upper blocks: the same GEMM rows, through mm instead of bmm: a bf16 ulp apart at most (the fp32
+    # summation order may differ; atol covers entries that cancel to near zero)
+    torch.testing.assert_close(Sb[:, ~lower], fullb[:, ~lower], rtol=2**-7, atol=1e-3)
     assert torch.equal(Sb[:, lower], Sb.mT[:, lower])
     assert torch.equal(mod._sym_bmm(Ab, Ab.mT, None, 0.0, 1.0), fullb)  # other bf16 products stay whole
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from polygen.ir.evaluate import apply_step, output_map, trajectory
 from polygen.ir.spectral import SpectralMap
+from polygen.passes.plan_gram_space import gram_space_applicable
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 FACTOR = 16.0
@@ -78,9 +79,9 @@ def restart_budget(smap: SpectralMap, dtype: str, *, last: bool = True) -> float
 def _segments(smap: SpectralMap, u: float) -> tuple[np.ndarray, np.ndarray]:
     """q[s, e] = u·max|x_{e+1}/x_s| over the grid, and neg[s, e] = the largest |r|/max r at which steps s..e
     (0-based instances) evaluate their polynomial when the segment starts from r = −u·max r."""
-    # The Gram form exists for single-variable maps without fitted scalars (gram_space_applicable); the complex
-    # probe below goes through apply_step, which fits on real spectra only.
-    assert len(smap.variables) == 1 and all(step.fit is None for step in smap.steps), smap.name
+    # Only Gram-form maps get here: one variable, no fitted scalars (apply_step fits on real spectra only, and
+    # the probe below is complex).
+    assert gram_space_applicable(smap), smap.name
     var = smap.variables[0].name
     xs = [np.asarray(env[var], dtype=float) for env in trajectory(smap, _grid(smap))]
     steps = [step for step in smap.steps for _ in range(step.repeat)]

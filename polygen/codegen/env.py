@@ -1,13 +1,121 @@
-"""The Jinja2 environment: StrictUndefined, so a missing template variable is an error, not empty text."""
+"""The Jinja2 environment, built so that no spec text can reach generated source as code.
+
+Every ``{{ … }}`` must print a :class:`Code` value (text the emitter wrote itself, or a spec value encoded by
+:func:`py` as a Python literal or by :func:`ident` as a validated identifier) or a number; a plain ``str`` is
+an error at render time (``finalize``), never pasted. Macro results are ``Markup`` (autoescape is on), so they
+pass without being re-encoded, and HTML escaping itself never runs: ``finalize`` rejects everything it would
+have escaped. ``StrictUndefined`` makes a missing template variable an error, not empty text.
+"""
 
 from __future__ import annotations
 
+import ast
 import functools
+import keyword
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
+
+from polygen.runtime.files import BODY_HASH, body_digest
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+class Code(Markup):
+    """Source text the emitter vouches for: its own code, or spec values already encoded."""
+
+
+class UnsafeTemplateValue(TypeError):
+    """A template tried to print a value that is not :class:`Code` (e.g. raw spec text)."""
+
+
+def py(value: object) -> Code:
+    """A spec value as a Python literal: strings, numbers, booleans, None, and tuples/lists/dicts of them."""
+    text = repr(value)
+    try:  # repr of these types is a literal that evaluates back to the value; anything else is refused
+        ok = ast.literal_eval(text) == value
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        ok = False
+    if not ok:
+        raise UnsafeTemplateValue(f"{type(value).__name__} value {text[:60]!r} has no Python literal form")
+    return Code(text)
+
+
+def ident(value: object) -> Code:
+    """A validated Python identifier (spec names are checked at parse time too; this is the last line)."""
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value) or keyword.iskeyword(value) \
+            or keyword.issoftkeyword(value):
+        raise UnsafeTemplateValue(f"{value!r} is not a safe identifier")
+    return Code(value)
+
+
+_EXPR_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,
+               ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
+
+
+def scalar(value: float | int | str) -> Code:
+    """A schedule scalar: a number (as its repr) or a run-time expression over identifiers and numbers
+    (``(1.0 + 0.5*alpha)``), checked node by node."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Code(repr(float(value)))
+    if not isinstance(value, str):
+        raise UnsafeTemplateValue(f"scalar {value!r} is neither a number nor an expression")
+    tree = ast.parse(value, mode="eval")
+    for node in ast.walk(tree):
+        if not isinstance(node, _EXPR_NODES) or (isinstance(node, ast.Name) and ident(node.id) != node.id) \
+                or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
+            raise UnsafeTemplateValue(f"scalar expression {value!r} contains {type(node).__name__}")
+    return Code(value)
+
+
+def comment(text: str) -> Code:
+    """Text for after a ``#``: kept as is when it is one printable line, else written as a literal."""
+    return Code(text) if text.isprintable() else py(text)
+
+
+def docstring(text: str, indent: str = "") -> Code:
+    """A docstring as implicitly concatenated literals, one per line: readable, and no text can close it."""
+    lines = text.splitlines(keepends=True) or [""]
+    if len(lines) == 1:
+        return py(lines[0])
+    body = "\n".join(f"{indent}    {py(line)}" for line in lines)
+    return Code(f"(\n{body}\n{indent})")
+
+
+def hex_digest(value: str) -> Code:
+    """A sha256 hex digest (the spec's, the body's)."""
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise UnsafeTemplateValue(f"{value[:70]!r} is not a sha256 hex digest")
+    return Code(value)
+
+
+def seal(source: str) -> str:
+    """``source`` with a ``# body sha256:`` line after the provenance header (its first comment lines)."""
+    lines = source.split("\n")
+    at = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    lines.insert(at, BODY_HASH + body_digest(source))
+    return "\n".join(lines)
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, Markup):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Code(str(value))
+    if isinstance(value, float):
+        return Code(repr(value))
+    raise UnsafeTemplateValue(f"a template printed a raw {type(value).__name__} {str(value)[:60]!r}: encode spec "
+                              "values with |py or |ident, and wrap the emitter's own text in Code")
+
+
+def _join(items: Iterable[object], sep: str = "") -> Code:
+    """``join`` that encodes nothing implicitly: every item must be printable by ``finalize``."""
+    return Code(sep.join(str(_finalize(v)) for v in items))
 
 
 @functools.lru_cache(maxsize=1)
@@ -15,9 +123,13 @@ def environment() -> jinja2.Environment:
     if not TEMPLATE_DIR.is_dir():
         raise FileNotFoundError(f"polygen templates not found at {TEMPLATE_DIR}; install polygen from a checkout "
                                 "(pip install -e .) so templates/ sits next to the package")
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
-                              autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
+                             autoescape=True, finalize=_finalize)
+    env.filters.update(py=py, ident=ident, scalar=scalar, comment=comment, join=_join)
+    for unsafe in ("tojson", "safe", "string"):  # each would print text as code without encoding it
+        env.filters.pop(unsafe, None)
+    return env
 
 
 def render(template: str, **context: object) -> str:
@@ -31,10 +143,11 @@ def render(template: str, **context: object) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def provenance_header(name: str, spec_hash: str, version: str, backend: str, source: str) -> str:
-    return "\n".join([
-        f"# Generated by polygen {version} ({backend} backend) from spec {name!r} -- do not edit by hand.",
-        f"# spec source: {source}",
-        f"# spec sha256: {spec_hash}",
-        f"# regenerate:  polygen build {name}",
-    ])
+def provenance_header(name: str, spec_hash: str, version: str, backend: str, source: str) -> Code:
+    """The header's first lines; spec text enters only as literals (``source`` is a user's file name)."""
+    return Code("\n".join([
+        f"# Generated by polygen {version} ({backend} backend) from spec {str(py(name))} -- do not edit by hand.",
+        f"# spec source: {str(py(source))}",
+        f"# spec sha256: {hex_digest(spec_hash)}",
+        f"# regenerate:  polygen build {ident(name)}",
+    ]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from polygen.codegen.env import provenance_header, render
+from polygen.codegen.env import Code, comment, docstring, ident, provenance_header, py, render, scalar, seal
 from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
@@ -19,21 +19,22 @@ TARGET_DOC = {
 }
 
 
-def fmt(v: float | str) -> str:
-    return v if isinstance(v, str) else repr(float(v))
+def fmt(v: float | str) -> Code:
+    return scalar(v)
 
 
 def _op_view(op: Op, runtime: set[str], sym: bool = False, sym16: bool = False) -> dict:
-    """What the op templates need of one op; ``sym``: computed as a block triangle and mirrored (``sym16``:
-    in 16-bit dtypes too)."""
+    """What the op templates need of one op, every printed value encoded; ``sym``: computed as a block triangle
+    and mirrored (``sym16``: in 16-bit dtypes too)."""
     gamma_rt = isinstance(op.gamma, str) and bool(set(op.scalar_names) & runtime)
+    name = lambda v: ident(v) if v else ""  # noqa: E731 - empty operands stay falsy for the templates
     return {
         "sym": sym, "sym16": sym16,
-        "kind": op.kind, "out": op.out, "a": op.a, "b": op.b, "tb": op.tb, "c": op.c,
-        "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": op.note,
-        "terms": [(fmt(k), m) for k, m in op.terms], "gamma_runtime": gamma_rt,
-        "args": list(op.args), "data": repr(tuple(tuple(float(v) for v in row) for row in op.data)),
-        "lo": repr(op.lo), "hi": repr(op.hi), "rows": op.rows, "scale": repr(1.0 / op.rows ** 0.5) if op.rows else "",
+        "kind": op.kind, "out": ident(op.out), "a": name(op.a), "b": name(op.b), "tb": op.tb, "c": name(op.c),
+        "alpha": fmt(op.alpha), "beta": fmt(op.beta), "gamma": fmt(op.gamma), "note": comment(op.note),
+        "terms": [(fmt(k), ident(m)) for k, m in op.terms], "gamma_runtime": gamma_rt,
+        "args": [ident(a) for a in op.args], "data": py(tuple(tuple(float(v) for v in row) for row in op.data)),
+        "lo": py(op.lo), "hi": py(op.hi), "rows": op.rows, "scale": py(1.0 / op.rows ** 0.5) if op.rows else "",
     }
 
 
@@ -54,24 +55,24 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
         if isinstance(blk, Loop):
             if blk.params:
                 tname = f"_TABLE_{len(tables)}"
-                tables.append({"name": tname, "rows": [[repr(float(v)) for v in row] for row in blk.table]})
-                header = f"for {', '.join(blk.params)} in {tname}:  # {blk.label}"
+                tables.append({"name": Code(tname), "rows": [[py(float(v)) for v in row] for row in blk.table]})
+                header = Code(f"for {', '.join(map(ident, blk.params))} in {tname}:  # {py(blk.label)}")
             else:
-                header = f"for _ in range({blk.trips}):  # {blk.label}"
+                header = Code(f"for _ in range({int(blk.trips)}):  # {py(blk.label)}")
             blocks.append({"loop": True, "header": header, "body": [view(op, (i, j)) for j, op in enumerate(blk.body)]})
         else:
             blocks.append({"loop": False, "op": view(blk, (i, -1))})
-    name = f"_plan_{key}"
+    name = ident(f"_plan_{key}")
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
            f"side){restarts}.")
-    return {"name": name, "key": key, "blocks": blocks, "output": sched.outputs[0], "doc": doc}
+    return {"name": name, "key": py(key), "blocks": blocks, "output": ident(sched.outputs[0]), "doc": py(doc)}
 
 
 # Eager CPU runs of a batch go in chunks of about 4 MiB of input (generated `CPU_CHUNK_BYTES`): on the 2-core
 # CPU, NS5 on batches of 256x1024 ... 2048x2048 ran fastest with 2-8 MiB chunks, 1.1-1.9x faster than one call
 # over the whole batch (bench/chunk_bench.py; bench/RESULTS.md, "CPU batch chunking").
-CPU_CHUNK_BYTES = "4 * 2**20"
+CPU_CHUNK_BYTES = Code("4 * 2**20")
 
 
 def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Schedule, list[dict]], dict]
@@ -91,31 +92,44 @@ def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Sched
                 seen[sched] = key
                 functions.append(function_view(key, sched, tables))
             poly = cost_polynomial(sched, dtype=dt, backend=backend)
-            poly_src = "(" + ", ".join(f"(({i}, {j}), {c!r})" for (i, j), c in sorted(poly.items())) + ",)"
-            entries.append({"fn": f"_plan_{seen[sched]}", "poly": poly_src})
-        plans[dt] = entries
+            poly_src = py(tuple(((int(i), int(j)), float(c)) for (i, j), c in sorted(poly.items())))
+            entries.append({"fn": ident(f"_plan_{seen[sched]}"), "poly": poly_src})
+        plans[py(dt)] = entries
     return functions, tables, seen, plans
 
 
-def emit_torch(stages: Stages, source_label: str | None = None) -> str:
+def module_view(stages: Stages, backend: str, about: str, source_label: str | None = None) -> dict[str, object]:
+    """What both module templates print of the spec itself, each value encoded: the spec's name as an
+    identifier and a literal, its description inside a docstring made of literals, numbers as reprs.
+    ``about`` is the emitter's own paragraph under the description."""
     from polygen import __version__
 
     smap = stages.spec
-    functions, tables, seen, plans = plan_views(stages, "torch", _function_view)
-    counts = {seen[s]: s.matmuls for s in seen}
+    out = smap.outputs[0]
     source = source_label or _relative_source(smap.source)
-    out = stages.spec.outputs[0]
-    return render(
-        "torch/module.py.jinja",
-        header=provenance_header(smap.name, smap.source_hash, __version__, "torch", source),
-        name=smap.name, description=smap.description or smap.name, spec_hash=smap.source_hash,
-        version=__version__, target=smap.target, input_kind=smap.input_kind, target_doc=TARGET_DOC[smap.target],
-        matmul_counts=repr(counts), tables=tables, functions=functions, plans=plans,
-        norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
-        rescale=out.rescale, exponent=repr(out.exponent), cpu_chunk_bytes=CPU_CHUNK_BYTES,
-        sym_blocks=TORCH_SYM_BLOCKS, uses_sym=any(block_triangle_ops(s, "float32") for s in seen),
+    return {
+        "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source),
+        "docstring": docstring(f"{smap.description or smap.name}\n\n{about}\n"),
+        "name": ident(smap.name), "name_literal": py(smap.name), "spec_hash": py(smap.source_hash),
+        "version": py(__version__), "target": py(smap.target), "input_kind": smap.input_kind,
+        "input_kind_literal": py(smap.input_kind), "target_doc": Code(TARGET_DOC[smap.target]),
+        "norm": smap.normalization.norm, "safety": py(smap.normalization.safety),
+        "eps": py(smap.normalization.eps), "rescale": out.rescale, "exponent": py(out.exponent),
+    }
+
+
+def emit_torch(stages: Stages, source_label: str | None = None) -> str:
+    functions, tables, seen, plans = plan_views(stages, "torch", _function_view)
+    name = stages.spec.name
+    about = (f'Generated from the spec "{name}" by polygen: one function per plan; `apply` normalizes the input,\n'
+             "transposes tall matrices, picks the cheapest plan for the shape and dtype, and rescales the output.")
+    return seal(render(
+        "torch/module.py.jinja", **module_view(stages, "torch", about, source_label),
+        matmul_counts=py({seen[s]: s.matmuls for s in seen}), tables=tables, functions=functions, plans=plans,
+        cpu_chunk_bytes=CPU_CHUNK_BYTES, sym_blocks=TORCH_SYM_BLOCKS,
+        uses_sym=any(block_triangle_ops(s, "float32") for s in seen),
         uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
-    )
+    ))
 
 
 def _relative_source(source: str) -> str:

@@ -16,9 +16,9 @@ import hashlib
 import tomllib
 
 from polygen.codegen import env
-from polygen.codegen.env import provenance_header, render
-from polygen.codegen.torch_emitter import TARGET_DOC, _relative_source, fmt, plan_views, runtime_scalars
+from polygen.codegen.env import Code, comment, ident, py, render, seal
 from polygen.codegen.torch_emitter import _op_view as torch_op_view
+from polygen.codegen.torch_emitter import fmt, module_view, plan_views, runtime_scalars
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
 from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.pipeline import Stages
@@ -69,44 +69,44 @@ def _dynamic(values: list[Scalar], params: tuple[str, ...]) -> tuple[str, list[i
     for v in values:
         idx.append(i if isinstance(v, str) else -1)
         i += isinstance(v, str)
-    return f"_scalars(G, {', '.join(dyn)})", idx
+    return f"_scalars(G, {', '.join(map(fmt, dyn))})", idx
 
 
 def _scalar_kwargs(op: Op, names: tuple[str, ...], params: tuple[str, ...], extra: list[Scalar] = ()
-                   ) -> tuple[list[tuple[str, str]], list[int]]:
+                   ) -> tuple[list[tuple[Code, Code]], list[int]]:
     """Keyword arguments for the epilogue scalars of one op (numbers unless default, else indices into coef);
     ``extra`` scalars (lincomb coefficients) share the coef tensor, their indices are returned."""
     values = [getattr(op, s) for s in names] + list(extra)
     coef, idx = _dynamic(values, params)
-    kw: list[tuple[str, str]] = [("coef", coef)] if coef else []
+    kw: list[tuple[Code, Code]] = [(Code("coef"), Code(coef))] if coef else []
     for s, v, i in zip(names, values, idx):
         if i >= 0:
-            kw.append((f"{s}_idx", str(i)))
+            kw.append((Code(f"{s}_idx"), Code(str(i))))
         elif float(v) != _DEFAULTS[s]:
-            kw.append((s, fmt(v)))
+            kw.append((Code(s), fmt(v)))
     return kw, idx[len(names):]
 
 
 def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = False) -> dict:
     """The template's view of one op; ``by_name`` says it names loop parameters in Python expressions."""
-    view: dict = {"kind": op.kind, "out": op.out, "note": op.note, "a": op.a}
+    view: dict = {"kind": op.kind, "out": ident(op.out), "note": comment(op.note), "a": ident(op.a) if op.a else ""}
     if op.kind == MATMUL:
-        view["fn"] = "sym_matmul" if half else "matmul"
-        view["b"] = f"{op.b}.mT" if op.tb else op.b
+        view["fn"] = Code("sym_matmul" if half else "matmul")
+        view["b"] = _operand(op.b, op.tb)
         kw, _ = _scalar_kwargs(op, ("alpha", "beta", "gamma"), params)
-        view["kwargs"] = ([("c", op.c)] if op.c else []) + kw
+        view["kwargs"] = ([(Code("c"), ident(op.c))] if op.c else []) + kw
     elif op.kind == LINCOMB:
         ks = [k for k, _ in op.terms]
         view["kwargs"], k_idx = _scalar_kwargs(op, ("gamma",), params, ks)
-        view["terms"] = [m for _, m in op.terms]
-        view["ks"] = ["0.0" if isinstance(k, str) else fmt(k) for k in ks]
-        view["k_idx"] = [str(i) for i in k_idx]
+        view["terms"] = [ident(m) for _, m in op.terms]
+        view["ks"] = [Code("0.0") if isinstance(k, str) else fmt(k) for k in ks]
+        view["k_idx"] = [int(i) for i in k_idx]
     elif op.kind == IDENTITY:
-        view["size"] = "G.size(-1)" if op.shape == "N" else "G.size(-2)"
+        view["size"] = Code("G.size(-1)" if op.shape == "N" else "G.size(-2)")
         view["gamma"] = fmt(op.gamma)
     elif op.kind != ALIAS:  # no Triton kernel for this op (sketch, fit): the torch backend's code for it
-        view["torch_code"] = str(env.environment().get_template("torch/ops.py.jinja").module.emit(
-            torch_op_view(op, runtime)))
+        view["torch_code"] = env.environment().get_template("torch/ops.py.jinja").module.emit(
+            torch_op_view(op, runtime))
     fast = op.kind in (MATMUL, LINCOMB) and all(v == "coef" for k, v in view["kwargs"] if k == "coef")
     view["by_name"] = bool(set(op.scalar_names) & set(params)) and not fast
     return view
@@ -114,10 +114,15 @@ def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = Fa
 
 def _pair_view(first: Op, second: Op, half: tuple[bool, bool]) -> dict:
     """Two products with one left factor and no epilogue, in one launch of the paired kernel."""
-    b = [f"{op.b}.mT" if op.tb else op.b for op in (first, second)]
+    b = [_operand(op.b, op.tb) for op in (first, second)]
     note = "; ".join(n for n in (first.note, second.note) if n)
-    return {"kind": "pair", "out": first.out, "out2": second.out, "a": first.a, "b": b[0], "b2": b[1],
-            "mirror": half, "note": f"one launch: {note}" if note else "one launch", "by_name": False}
+    return {"kind": "pair", "out": ident(first.out), "out2": ident(second.out), "a": ident(first.a), "b": b[0],
+            "b2": b[1], "mirror": [py(h) for h in half],
+            "note": comment(f"one launch: {note}" if note else "one launch"), "by_name": False}
+
+
+def _operand(name: str, transposed: bool) -> Code:
+    return Code(f"{ident(name)}.mT" if transposed else ident(name))
 
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
@@ -142,15 +147,16 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     blocks = []
     for i, blk in enumerate(sched.blocks):
         if isinstance(blk, Loop):
-            table = bind = ""
+            table = bind = Code("")
             body = views(i, list(enumerate(blk.body)), blk.params)
             if blk.params:
-                table = f"_TABLE_{len(tables)}"
-                tables.append({"name": table, "rows": [[repr(float(v)) for v in row] for row in blk.table]})
+                table = Code(f"_TABLE_{len(tables)}")
+                tables.append({"name": table, "rows": [[py(float(v)) for v in row] for row in blk.table]})
                 if any(v["by_name"] for v in body):
-                    bind = ", ".join(blk.params) + ("," if len(blk.params) == 1 else "") + " = coef.unbind(0)"
-            blocks.append({"loop": True, "table": table, "bind": bind, "trips": blk.trips, "label": blk.label,
-                           "body": body})
+                    names = ", ".join(map(ident, blk.params))
+                    bind = Code(names + ("," if len(blk.params) == 1 else "") + " = coef.unbind(0)")
+            blocks.append({"loop": True, "table": table, "bind": bind, "trips": int(blk.trips),
+                           "label": py(blk.label), "body": body})
         elif (i, -1) not in seconds:
             if (i, -1) in pairs:
                 nxt = sched.blocks[pairs[(i, -1)][0]]
@@ -164,7 +170,8 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     paired = sum(trips[i] for i, _ in pairs)
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
            f"side, {sym} symmetric on half the tiles, {paired} pairs sharing a launch){restarts}.")
-    return {"name": f"_plan_{key}", "key": key, "blocks": blocks, "output": sched.outputs[0], "doc": doc}
+    return {"name": ident(f"_plan_{key}"), "key": py(key), "blocks": blocks, "output": ident(sched.outputs[0]),
+            "doc": py(doc)}
 
 
 def _max_terms(stages: Stages) -> int:
@@ -181,24 +188,27 @@ def emit_triton(stages: Stages, source_label: str | None = None) -> str:
     max_terms = _max_terms(stages)
     # the paired-product kernel only where some plan pairs products (passes.fuse_pairs)
     used = [(tpl, k) for tpl, k in KERNELS if k != "pair_matmul" or any(paired_products(s) for s in seen)]
-    kernels = [render(tpl, name=smap.name, max_terms=max_terms).rstrip("\n") for tpl, _ in used]
+    kernels = [render(tpl, name=ident(smap.name), max_terms=max_terms).rstrip("\n") for tpl, _ in used]
     configs = tile_configs()
     tag_src = "\n".join([smap.source_hash, __version__, repr(configs)] + kernels)
     op_tag = hashlib.sha256(tag_src.encode()).hexdigest()[:10]
-    config_src = {where: {kind: ["{" + ", ".join(f"{k!r}: {v!r}" for k, v in cfg.items()) + "}" for cfg in cfgs]
-                          for kind, cfgs in kinds.items()} for where, kinds in configs.items()}
-
-    out = smap.outputs[0]
-    source = source_label or _relative_source(smap.source)
-    return render(
-        "triton/module.py.jinja",
-        header=provenance_header(smap.name, smap.source_hash, __version__, "triton", source),
-        name=smap.name, description=smap.description or smap.name, spec_hash=smap.source_hash,
-        version=__version__, target=smap.target, input_kind=smap.input_kind, target_doc=TARGET_DOC[smap.target],
-        matmul_counts=repr({seen[s]: s.matmuls for s in seen}), op_tag=op_tag, max_terms=max_terms,
-        kernel_names=[f"{smap.name}_{k}_kernel" for _, k in used], kernels=kernels, tile_configs=config_src,
-        tables=tables, functions=functions, plans=plans,
+    config_src = {py(where): {py(kind): [py(dict(cfg)) for cfg in cfgs] for kind, cfgs in kinds.items()}
+                  for where, kinds in configs.items()}
+    kernel_names = [f"{smap.name}_{k}_kernel" for _, k in used]
+    about = (f'Generated from the spec "{smap.name}" by polygen (Triton backend), with the kernels\n'
+             f"{', '.join(kernel_names)};\n"
+             "each has a plain launcher that checks, allocates and launches, registered as a torch.library "
+             "triton_op\n"
+             f"(polygen::{smap.name}_<kernel>_{op_tag}) and launched through wrap_triton, so "
+             "torch.compile(fullgraph=True)\n"
+             "traces through it. One function per plan; `apply` normalizes the input, transposes tall matrices, "
+             "picks the\n"
+             "cheapest plan for the shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU "
+             "tensors\n"
+             "under TRITON_INTERPRET=1 (slow; for tests).")
+    return seal(render(
+        "triton/module.py.jinja", **module_view(stages, "triton", about, source_label),
+        matmul_counts=py({seen[s]: s.matmuls for s in seen}), op_tag=py(op_tag), max_terms=max_terms,
+        kernels=[Code(k) for k in kernels], tile_configs=config_src, tables=tables, functions=functions, plans=plans,
         uses_fit=any(op.kind == FIT for sched in seen for op, _ in sched.flat_ops()),
-        norm=smap.normalization.norm, safety=repr(smap.normalization.safety), eps=repr(smap.normalization.eps),
-        rescale=out.rescale, exponent=repr(out.exponent),
-    )
+    ))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from polygen.cost.search import Plan, candidates, choose
+from polygen.errors import PolygenError, SpecError
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.normalize import normalize
 from polygen.passes.pipeline import Stages, lower
@@ -63,25 +64,43 @@ def available_backends() -> tuple[str, ...]:
 
 def build(specs: list[str] | None = None, out: Path | None = None, backends: tuple[str, ...] | None = None
           ) -> list[Path]:
-    """Write generated/<backend>/<spec>.py for the given (default: all built-in) specs."""
+    """Write generated/<backend>/<spec>.py for the given (default: all built-in) specs.
+
+    Files are written through exclusive temporary files and renamed into place (runtime.files.write_atomic),
+    only inside ``out``; a user spec may not take a built-in's file unless its text is the built-in's."""
+    from polygen.runtime.files import inside, write_atomic
     from polygen.runtime.loader import GENERATED_DIR
     from polygen.spec import list_specs
 
     out = Path(out) if out is not None else GENERATED_DIR
     backends = backends or available_backends()
+    maps = [_spec(name) for name in specs or list_specs()]  # every spec is checked before anything is written
+    for smap in maps:
+        _claim_builtin_name(smap)
     written = []
-    for name in specs or list_specs():
-        smap = _spec(name)
+    for smap in maps:
         for be in backends:
             path = out / be / f"{smap.name}.py"
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not inside(path.parent, out) or path.is_symlink():
+                raise PolygenError(f"refusing to write {path}: it leads outside the output folder {out}")
             src = generate(smap, backend=be)
             if not path.exists() or path.read_text(encoding="utf-8") != src:
-                tmp = path.with_suffix(".py.tmp")
-                tmp.write_text(src, encoding="utf-8")
-                tmp.replace(path)
+                write_atomic(path, src)
             written.append(path)
     return written
+
+
+def _claim_builtin_name(smap: SpectralMap) -> None:
+    """A user spec named like a built-in would overwrite the built-in's generated file: an error, unless it
+    is the built-in's text."""
+    from polygen.spec import BUILTIN_DIR, list_specs, spec_hash, spec_text
+
+    if smap.name not in list_specs() or Path(smap.source).resolve().parent == BUILTIN_DIR:
+        return
+    if spec_hash(spec_text(smap.name)[0]) != smap.source_hash:
+        raise SpecError(f"name {smap.name!r} is a built-in spec's; a user spec needs a name of its own (its "
+                        "generated file would replace the built-in's)", source=smap.source, line=None, field="name")
 
 
 def check(out: Path | None = None, backends: tuple[str, ...] | None = None) -> list[str]:

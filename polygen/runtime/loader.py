@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from polygen.runtime.files import BODY_HASH, body_digest, write_atomic
+
 GENERATED_DIR = Path(os.environ.get("POLYGEN_GENERATED", Path(__file__).resolve().parent.parent.parent / "generated"))
 CACHE_DIR = Path(os.environ.get("POLYGEN_CACHE", Path.home() / ".cache" / "polygen"))
 BACKENDS = ("torch", "triton")
@@ -32,12 +34,22 @@ def _import_path(path: Path, modname: str) -> ModuleType:
 
 
 def _fresh(mod_path: Path, spec_hash: str) -> bool:
+    """Whether ``mod_path`` was generated from this spec text by this polygen and not edited since (its
+    ``# body sha256:`` line covers everything else in the file); a hand edit is reported, never run."""
     from polygen import __version__
 
     if not mod_path.exists():
         return False
-    head = mod_path.read_text(encoding="utf-8")[:2000]
-    return f"# spec sha256: {spec_hash}" in head and f"polygen {__version__} " in head
+    text = mod_path.read_text(encoding="utf-8")
+    head = text[:2000]
+    if f"# spec sha256: {spec_hash}" not in head or f"polygen {__version__} " not in head:
+        return False
+    recorded = next((line[len(BODY_HASH):] for line in head.splitlines() if line.startswith(BODY_HASH)), None)
+    if recorded != body_digest(text):
+        warnings.warn(f"{mod_path} was edited by hand (its body sha256 does not match its header); not running "
+                      "it. Run `polygen build` to regenerate it.", stacklevel=4)
+        return False
+    return True
 
 
 def module_for(spec: Any, backend: str) -> ModuleType:
@@ -61,10 +73,8 @@ def module_for(spec: Any, backend: str) -> ModuleType:
     digest = hashlib.sha256(src.encode()).hexdigest()[:16]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     cpath = CACHE_DIR / f"{backend}_{smap.name}_{digest}.py"
-    if not cpath.exists():
-        tmp = cpath.with_suffix(".tmp")
-        tmp.write_text(src, encoding="utf-8")
-        tmp.replace(cpath)
+    if not (cpath.is_file() and not cpath.is_symlink() and cpath.read_text(encoding="utf-8") == src):
+        write_atomic(cpath, src)
     return _import_path(cpath, key)
 
 

@@ -16,6 +16,12 @@ SYMMETRIC = "symmetric"
 TARGETS = ("polar", "power", "inverse_root", "sqrt")
 
 
+def target_exponent(target: str, power: float) -> float:
+    """k such that the target of c·A is c**k times the target of A (``power``: p, or 1/r for a root): the
+    output of a normalized input must be rescaled by s**k to be the target of the input itself."""
+    return {"polar": 0.0, "power": power, "inverse_root": -power, "sqrt": 0.5}[target]
+
+
 @dataclass(frozen=True)
 class Variable:
     """A matrix variable of the iteration; ``init`` is a polynomial in the normalized input symbol."""

@@ -39,13 +39,18 @@ class Locator:
                     for sub in _INLINE_KEY.finditer(rest.split("{", 1)[1]):
                         self.lines.setdefault(path + (sub.group(1),), no)
 
-    def line_of(self, path: tuple) -> int | None:
+    def line_of(self, path: tuple) -> int:
+        """The field's line, else its nearest recorded parent's, else the first line under it (an array of
+        tables ``[[steps]]`` records its entries), else line 1: a missing top-level field."""
         p = tuple(path)
         while p:
             if p in self.lines:
                 return self.lines[p]
+            under = [no for q, no in self.lines.items() if q[:len(p)] == p]
+            if under:
+                return min(under)
             p = p[:-1]
-        return None
+        return 1
 
 
 def field_name(path: tuple) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from typing import Any
@@ -29,15 +30,34 @@ from polygen.ir.spectral import (
     Step,
     Variable,
     VerifyPolicy,
+    target_exponent,
 )
 from polygen.spec.expr import ExprError, parse_expr, symbol_order
 from polygen.spec.locate import Locator, field_name
+from polygen.spec.names import check_name, check_spec_name
 
 _TOP_KEYS = {"name", "description", "target", "p", "r", "domain", "input", "variables", "steps", "output",
              "verify", "hints"}
 _STEP_KEYS = {"repeat", "coefficients", "table", "let", "update", "label", "fit"}
 _FIT_KEYS = {"param", "interval", "residual", "sketch"}
+_INPUT_KEYS = {"kind", "symbol", "norm", "safety", "eps"}
+_VARIABLE_KEYS = {"kind", "init"}
+_OUTPUT_KEYS = {"var", "rescale", "exponent"}
+_VERIFY_KEYS = {"expect", "tolerance", "lower", "upper"}
+_HINT_KEYS = {"form", "restart_every", "force"}
 
+# Caps far above any real spec (the largest built-in has 14 coefficients and 8 steps); each keeps the work of
+# parsing, verifying and scheduling bounded for any input (docs/spec-format.md, "Limits").
+MAX_SPEC_BYTES = 256 * 1024
+MAX_NESTING = 32  # arrays / inline tables inside each other
+MAX_STEPS = 256  # [[steps]] entries
+MAX_REPEAT = 1_000
+MAX_TABLE_ROWS = 1_000
+MAX_TOTAL_STEPS = 1_000  # step instances: repeats and table rows, summed
+MAX_NAMES = 64  # variables, lets, coefficients, updates or table columns in one table
+MAX_TOTAL_TERMS = 200_000  # polynomial terms over all step instances (what verification evaluates)
+MAX_TEXT_CHARS = 4_000  # description, label
+MAX_FIT_DEGREE = 12  # total degree of a fitted step's lets and updates (PRISM's: 3), before R⁺ is derived
 
 class _Ctx:
     def __init__(self, text: str, source: str):
@@ -46,6 +66,33 @@ class _Ctx:
 
     def error(self, path: tuple, msg: str) -> SpecError:
         return SpecError(msg, source=self.source, line=self.loc.line_of(path), field=field_name(path) or None)
+
+    def keys(self, table: Mapping[str, Any], known: set[str], path: tuple, what: str) -> None:
+        """Every key of ``table`` is one of ``known``: a misspelled key is an error, never ignored."""
+        for key in table:
+            if key not in known:
+                raise self.error(path + (key,), f"unknown {what} field {key!r} (known: {', '.join(sorted(known))})")
+
+    def name(self, value: Any, path: tuple, what: str, in_code: bool = False) -> str:
+        try:
+            return check_name(value, what, in_code=in_code)
+        except ValueError as ex:
+            raise self.error(path, str(ex)) from None
+
+    def names(self, table: Mapping[str, Any], path: tuple, what: str) -> None:
+        if len(table) > MAX_NAMES:
+            raise self.error(path, f"at most {MAX_NAMES} {what}s, got {len(table)}")
+        for key in table:
+            self.name(key, path + (key,), what)
+
+    def text(self, table: Mapping[str, Any], key: str, path: tuple, default: str) -> str:
+        """A free-text field (description, label): a string of bounded length, kept as data."""
+        v = table.get(key, default)
+        if not isinstance(v, str):
+            raise self.error(path + (key,), f"{key} must be a string, got {type(v).__name__}")
+        if len(v) > MAX_TEXT_CHARS:
+            raise self.error(path + (key,), f"{key} is longer than {MAX_TEXT_CHARS} characters")
+        return v
 
     def require(self, table: Mapping[str, Any], key: str, path: tuple) -> Any:
         if key not in table:
@@ -96,25 +143,69 @@ def spec_hash(text: str) -> str:
     return hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest()
 
 
-def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
-    """Parse and validate spec text; raises :class:`polygen.SpecError` naming file, line and field."""
-    ctx = _Ctx(text, source)
+def _toml(text: str, source: str) -> dict:
+    """tomllib, with its limits turned into SpecErrors: size, nesting (tomllib recurses) and syntax."""
+    if not isinstance(text, str):
+        raise SpecError(f"spec text must be a str, got {type(text).__name__}", source=source)
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes", source=source)
+    deep = _nesting_line(text, MAX_NESTING)
+    if deep is not None:
+        raise SpecError(f"arrays or inline tables nest deeper than {MAX_NESTING} levels", source=source, line=deep)
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        import re
-
         m = re.search(r"line (\d+)", str(e))
         raise SpecError(f"TOML syntax error: {e}", source=source, line=int(m.group(1)) if m else None,
                         field=None) from None
-    for key in doc:
-        if key not in _TOP_KEYS:
-            raise ctx.error((key,), f"unknown field {key!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    except (RecursionError, MemoryError) as e:  # pragma: no cover - _nesting_line catches the known cases
+        raise SpecError(f"TOML too complex to parse ({type(e).__name__})", source=source) from None
+
+
+def _nesting_line(text: str, limit: int) -> int | None:
+    """The 1-based line where ``[``/``{`` nesting (outside strings and comments) first exceeds ``limit``."""
+    depth, line, quote, i, n = 0, 1, "", 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+        if quote:
+            if quote == '"' and ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return None
+
+
+def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
+    """Parse and validate spec text; raises :class:`polygen.SpecError` naming file, line and field."""
+    doc = _toml(text, source)
+    ctx = _Ctx(text, source)
+    ctx.keys(doc, _TOP_KEYS, (), "top-level")
 
     name = ctx.string(doc, "name", ())
-    if not name.isidentifier():
-        raise ctx.error(("name",), f"name must be an identifier, got {name!r}")
+    try:
+        check_spec_name(name)
+    except ValueError as ex:
+        raise ctx.error(("name",), str(ex)) from None
     target = ctx.string(doc, "target", (), choices=TARGETS)
+    for key, owner in (("p", "power"), ("r", "inverse_root")):
+        if key in doc and target != owner:
+            raise ctx.error((key,), f"{key!r} applies to target {owner!r} only (this spec's target is {target!r})")
     power = 0.0
     if target == "power":
         power = ctx.number(ctx.require(doc, "p", ()), ("p",))
@@ -134,29 +225,35 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
         raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi, got [{lo}, {hi}]")
 
     inp = ctx.table(doc, "input", ())
+    ctx.keys(inp, _INPUT_KEYS, ("input",), "[input]")
     input_kind = ctx.string(inp, "kind", ("input",), default=RECTANGULAR if target in ("polar", "power")
                             else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
     if target in ("polar", "power") and input_kind != RECTANGULAR:
         raise ctx.error(("input", "kind"), f"target {target!r} needs a rectangular input")
     if target in ("inverse_root", "sqrt") and input_kind != SYMMETRIC:
         raise ctx.error(("input", "kind"), f"target {target!r} needs a symmetric input")
-    input_symbol = ctx.string(inp, "symbol", ("input",), default="g")
+    input_symbol = ctx.name(ctx.string(inp, "symbol", ("input",), default="g"), ("input", "symbol"), "input symbol")
     normalization = Normalization(
         norm=ctx.string(inp, "norm", ("input",), default="frobenius", choices=("frobenius", "none")),
         safety=ctx.number(inp.get("safety", "1"), ("input", "safety"), positive=True),
         eps=ctx.number(inp.get("eps", "1e-7"), ("input", "eps")),
     )
+    if normalization.eps < 0:
+        raise ctx.error(("input", "eps"), f"eps must be >= 0 (it is added to the input's norm), got "
+                                          f"{inp['eps']!r}")
 
     # -- variables ------------------------------------------------------------------------------------
     var_tables = ctx.table(doc, "variables", (), required=True)
     if not var_tables:
         raise ctx.error(("variables",), "at least one variable is required")
+    ctx.names(var_tables, ("variables",), "variable")
     kinds: dict[str, str] = {}
     for vname, vt in var_tables.items():
         if not isinstance(vt, dict):
             raise ctx.error(("variables", vname), "each variable is a table with kind and init")
-        if not vname.isidentifier() or vname == input_symbol:
-            raise ctx.error(("variables", vname), f"bad variable name {vname!r}")
+        ctx.keys(vt, _VARIABLE_KEYS, ("variables", vname), f"[variables.{vname}]")
+        if vname == input_symbol:
+            raise ctx.error(("variables", vname), f"variable {vname!r} has the input symbol's name")
         kinds[vname] = ctx.string(vt, "kind", ("variables", vname), default=RECTANGULAR
                                   if input_kind == RECTANGULAR else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
         if input_kind == SYMMETRIC and kinds[vname] != SYMMETRIC:
@@ -175,13 +272,26 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     steps_raw = ctx.require(doc, "steps", ())
     if not isinstance(steps_raw, list) or not steps_raw:
         raise ctx.error(("steps",), "steps must be a non-empty array of tables ([[steps]])")
+    if len(steps_raw) > MAX_STEPS:
+        raise ctx.error(("steps",), f"at most {MAX_STEPS} [[steps]] entries, got {len(steps_raw)}")
     rect_syms = {v for v, k in kinds.items() if k == RECTANGULAR}
     steps: list[Step] = []
+    instances = terms = 0
     for i, st in enumerate(steps_raw):
-        steps.extend(_parse_step(ctx, st, i, kinds, rect_syms, input_kind))
+        new = _parse_step(ctx, st, i, kinds, rect_syms, input_kind)
+        steps.extend(new)
+        instances += sum(s.repeat for s in new)
+        if instances > MAX_TOTAL_STEPS:
+            raise ctx.error(("steps", i), f"more than {MAX_TOTAL_STEPS} step instances in all (repeats and table "
+                                          "rows)")
+        terms += sum(s.repeat * (sum(len(lt.expr.terms) for lt in s.lets) + sum(len(p.terms) for _, p in s.updates))
+                     for s in new)
+        if terms > MAX_TOTAL_TERMS:
+            raise ctx.error(("steps", i), f"more than {MAX_TOTAL_TERMS} polynomial terms over all step instances")
 
     # -- output, verify, hints ------------------------------------------------------------------------
     out_t = ctx.table(doc, "output", (), required=True)
+    ctx.keys(out_t, _OUTPUT_KEYS, ("output",), "[output]")
     out_var = ctx.string(out_t, "var", ("output",))
     if out_var not in kinds:
         raise ctx.error(("output", "var"), f"unknown variable {out_var!r}")
@@ -189,27 +299,31 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
         raise ctx.error(("output", "var"), f"target {target!r} returns a rectangular variable")
     rescale = ctx.string(out_t, "rescale", ("output",), default="none", choices=("none", "rms", "norm"))
     exponent = ctx.number(out_t.get("exponent", "0"), ("output", "exponent"))
+    _check_output_scaling(ctx, target, power, normalization.norm, rescale, exponent, doc)
     outputs = (Output(out_var, rescale, exponent),)
 
     ver_t = ctx.table(doc, "verify", ())
+    ctx.keys(ver_t, _VERIFY_KEYS, ("verify",), "[verify]")
     verify = VerifyPolicy(
         expect=ctx.string(ver_t, "expect", ("verify",), default="bounded", choices=("converge", "bounded", "none")),
         tolerance=ctx.number(ver_t.get("tolerance", "0.05"), ("verify", "tolerance"), positive=True),
         lower=ctx.number(ver_t.get("lower", "0"), ("verify", "lower")),
         upper=ctx.number(ver_t.get("upper", "2"), ("verify", "upper")),
     )
+    if not verify.lower < verify.upper:
+        raise ctx.error(("verify", "upper"), f"verify needs lower < upper, got lower = {verify.lower:g}, "
+                                             f"upper = {verify.upper:g}")
     hint_t = ctx.table(doc, "hints", ())
+    ctx.keys(hint_t, _HINT_KEYS, ("hints",), "[hints]")
     restart = hint_t.get("restart_every", 0)
-    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 0:
-        raise ctx.error(("hints", "restart_every"), "restart_every must be an integer >= 0")
+    if isinstance(restart, bool) or not isinstance(restart, int) or not 0 <= restart <= MAX_TOTAL_STEPS:
+        raise ctx.error(("hints", "restart_every"), f"restart_every must be an integer in [0, {MAX_TOTAL_STEPS}]")
     force = hint_t.get("force", False)
     if not isinstance(force, bool):
         raise ctx.error(("hints", "force"), "force must be true or false")
     hints = Hints(form=ctx.string(hint_t, "form", ("hints",), default="auto", choices=("auto", "direct", "gram")),
                   restart_every=restart, force=force)
-    description = doc.get("description", "")
-    if not isinstance(description, str):
-        raise ctx.error(("description",), "description must be a string")
+    description = ctx.text(doc, "description", (), "")
 
     return SpectralMap(name=name, target=target, domain=(lo, hi), input_kind=input_kind, input_symbol=input_symbol,
                        normalization=normalization, variables=tuple(variables), steps=tuple(steps),
@@ -222,17 +336,21 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
     path: tuple = ("steps", i)
     if not isinstance(st, dict):
         raise ctx.error(path, "each step is a table")
-    for key in st:
-        if key not in _STEP_KEYS:
-            raise ctx.error(path + (key,), f"unknown step field {key!r} (known: {', '.join(sorted(_STEP_KEYS))})")
+    ctx.keys(st, _STEP_KEYS, path, "step")
     coeffs_t = ctx.table(st, "coefficients", path)
     table_t = ctx.table(st, "table", path)
+    ctx.names(coeffs_t, path + ("coefficients",), "coefficient")
+    ctx.names(table_t, path + ("table",), "table column")
+    label_default = f"steps[{i}]"
+    label_text = ctx.text(st, "label", path, label_default)
     rows: list[dict[str, float]]
     if table_t:
         lengths = set()
         for cname, col in table_t.items():
             if not isinstance(col, list) or not col:
                 raise ctx.error(path + ("table", cname), "each table column is a non-empty list of numbers")
+            if len(col) > MAX_TABLE_ROWS:
+                raise ctx.error(path + ("table", cname), f"at most {MAX_TABLE_ROWS} table rows, got {len(col)}")
             lengths.add(len(col))
         if len(lengths) != 1:
             raise ctx.error(path + ("table",), f"table columns differ in length: {sorted(lengths)}")
@@ -243,13 +361,13 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
                 rows[j][cname] = ctx.number(v, path + ("table", cname))
     const = {c: ctx.number(v, path + ("coefficients", c)) for c, v in coeffs_t.items()}
     for c in list(const) + (list(table_t) if table_t else []):
-        if not c.isidentifier() or c in kinds:
-            raise ctx.error(path + ("coefficients", c), f"bad coefficient name {c!r}")
+        if c in kinds or (c in const and c in table_t):
+            raise ctx.error(path + ("coefficients", c), f"coefficient {c!r} is also a variable or a table column")
     repeat = st.get("repeat", len(rows) if table_t else None)
     if repeat is None:
         raise ctx.error(path, "missing required field 'repeat'")
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ctx.error(path + ("repeat",), f"repeat must be an integer >= 1, got {repeat!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise ctx.error(path + ("repeat",), f"repeat must be an integer in [1, {MAX_REPEAT}], got {repeat!r}")
     if table_t and repeat != len(rows):
         raise ctx.error(path + ("repeat",), f"repeat = {repeat} but the table has {len(rows)} rows")
     if not table_t:
@@ -261,18 +379,20 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
     if fit_spec is not None:
         syms[fit_spec["param"]] = sp.Symbol(fit_spec["param"])
     let_t = ctx.table(st, "let", path)
+    ctx.names(let_t, path + ("let",), "let")
     lets_expr: list[tuple[str, sp.Expr, str]] = []  # name, expr, kind
     local_rect = set(rect_syms)
     for lname, ltext in let_t.items():
         lpath = path + ("let", lname)
-        if not lname.isidentifier() or lname in syms:
-            raise ctx.error(lpath, f"bad or duplicate let name {lname!r}")
+        if lname in syms:
+            raise ctx.error(lpath, f"let {lname!r} has the name of a variable, coefficient or fitted parameter")
         e = _expr(ctx, ltext, syms, lpath)
         lets_expr.append((lname, e, ""))
         syms[lname] = sp.Symbol(lname)
     upd_t = ctx.table(st, "update", path, required=True)
     if not upd_t:
         raise ctx.error(path + ("update",), "a step must update at least one variable")
+    ctx.names(upd_t, path + ("update",), "updated variable")
     upd_expr = []
     for vname, utext in upd_t.items():
         upath = path + ("update", vname)
@@ -305,7 +425,7 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
                 want = 1 if kinds[vname] == RECTANGULAR else 0
                 _check_parity(ctx, poly, local_rect, want, path + ("update", vname))
             updates.append((vname, poly))
-        label = st.get("label", f"steps[{i}]" + (f" row {j}" if table_t else ""))
+        label = label_text + (f" row {j}" if table_t and "label" not in st else "")
         orders = tuple((n, symbol_order(t)) for n, t in list(let_t.items()) + list(upd_t.items()))
         fit = None
         if fit_spec is not None:
@@ -314,6 +434,32 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
         out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label),
                         orders=orders, fit=fit))
     return out
+
+
+def _check_output_scaling(ctx: _Ctx, target: str, power: float, norm: str, rescale: str, exponent: float,
+                          doc: Mapping[str, Any]) -> None:
+    """The output must be the target of the matrix the user passed, not of its normalized copy: with input
+    scale s the target scales as s**k, so a normalized input needs ``rescale = "norm", exponent = k`` (or
+    ``"rms"`` for a power, Muon^p's unit-RMS convention). Refused, with what to add, rather than guessed."""
+    k = target_exponent(target, power)
+    exact = {"power": f'"{doc.get("p")}"', "inverse_root": f'"-1/{doc.get("r")}"', "sqrt": '"1/2"'}.get(target, "0")
+    if norm == "none":
+        if rescale == "norm":
+            raise ctx.error(("output", "rescale"), 'rescale = "norm" needs a normalized input ([input] norm = '
+                                                   '"frobenius")')
+        return
+    if rescale == "rms":
+        if target != "power":
+            raise ctx.error(("output", "rescale"), f'rescale = "rms" is for target "power" (Muon^p); target '
+                                                   f'{target!r} has a fixed scale')
+        return
+    got = exponent if rescale == "norm" else 0.0
+    if abs(got - k) > 1e-12 * max(1.0, abs(k)):
+        fix = (f'add rescale = "norm", exponent = {exact} to [output]' if k else
+               'remove the rescale from [output]')
+        raise ctx.error(("output", "exponent" if rescale == "norm" else "rescale"),
+                        f"the output would be the {target} of the normalized input, not of the matrix passed in "
+                        f"(the target scales as s^{k:g}, the output as s^{got:g}): {fix}")
 
 
 def _expr(ctx: _Ctx, text: Any, syms: Mapping[str, sp.Symbol], path: tuple) -> sp.Expr:
@@ -344,7 +490,7 @@ def _freeze(ctx: _Ctx, e: sp.Expr, gens: list[sp.Symbol], path: tuple) -> Poly:
     for monom, coef in p.terms():
         c = complex(sp.N(coef, 30))
         if c.imag or not math.isfinite(c.real):
-            raise ctx.error(path, f"coefficient {coef} is not a finite real number")
+            raise ctx.error(path, f"coefficient of {monom} is not a finite real number")
         terms[tuple((str(g), k) for g, k in zip(used, monom) if k)] = c.real
     return Poly.from_dict(terms)
 
@@ -379,8 +525,8 @@ def _parse_fit_header(ctx: _Ctx, st: dict, path: tuple, syms: Mapping[str, sp.Sy
     for key in fit_t:
         if key not in _FIT_KEYS:
             raise ctx.error(fpath + (key,), f"unknown fit field {key!r} (known: {', '.join(sorted(_FIT_KEYS))})")
-    param = ctx.string(fit_t, "param", fpath)
-    if not param.isidentifier() or param in syms:
+    param = ctx.name(ctx.string(fit_t, "param", fpath), fpath + ("param",), "fitted parameter", in_code=True)
+    if param in syms:
         raise ctx.error(fpath + ("param",), f"fitted parameter {param!r} must be a new name (not a variable or "
                                             "a coefficient with a value)")
     if "interval" not in fit_t:
@@ -391,12 +537,12 @@ def _parse_fit_header(ctx: _Ctx, st: dict, path: tuple, syms: Mapping[str, sp.Sy
     lo, hi = (ctx.number(v, fpath + ("interval",)) for v in iv)
     if not lo < hi:
         raise ctx.error(fpath + ("interval",), f"interval must satisfy lo < hi, got [{lo}, {hi}]")
-    residual = ctx.string(fit_t, "residual", fpath)
+    residual = ctx.name(ctx.string(fit_t, "residual", fpath), fpath + ("residual",), "residual")
     sketch_raw = fit_t.get("sketch", "exact")
     if sketch_raw == "exact":
         sketch = 0
-    elif isinstance(sketch_raw, bool) or not isinstance(sketch_raw, int) or sketch_raw < 1:
-        raise ctx.error(fpath + ("sketch",), f"sketch must be a positive number of rows or \"exact\", "
+    elif isinstance(sketch_raw, bool) or not isinstance(sketch_raw, int) or not 1 <= sketch_raw <= 4096:
+        raise ctx.error(fpath + ("sketch",), f"sketch must be a number of rows in [1, 4096] or \"exact\", "
                                              f"got {sketch_raw!r}")
     else:
         sketch = sketch_raw
@@ -414,6 +560,7 @@ def _derive_fit(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Exp
     r_sym, a_sym = sp.Symbol(spec["residual"]), sp.Symbol(spec["param"])
     defs = dict(lets)
     expand_lets = {sp.Symbol(n): e for n, e in lets if n != spec["residual"]}
+    _check_fit_size(ctx, fpath, [e for _, e in lets] + [e for _, e in updates], variables)
     r_def = sp.expand(defs[spec["residual"]].xreplace(expand_lets))
     new = {sp.Symbol(v): sp.expand(e.xreplace(expand_lets)) for v, e in updates}
     r_next = sp.expand(r_def.xreplace(new))
@@ -433,3 +580,13 @@ def _derive_fit(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Exp
         raise ctx.error(fpath + ("param",), f"the next residual does not depend on {spec['param']!r}")
     coeffs = tuple(_freeze(ctx, poly_a.coeff_monomial(a_sym**i), [r_sym], fpath) for i in range(deg + 1))
     return Fit(spec["param"], spec["lo"], spec["hi"], spec["residual"], spec["sketch"], coeffs)
+
+
+def _check_fit_size(ctx: _Ctx, path: tuple, exprs: list[sp.Expr], variables: list[str]) -> None:
+    """The fit derivation substitutes lets and updates into each other and reduces modulo the residual
+    (a Gröbner-style division): bound the degrees involved before SymPy does that work."""
+    for e in exprs:
+        if e.free_symbols and sp.Poly(e, *sorted(e.free_symbols, key=str)).total_degree() > MAX_FIT_DEGREE:
+            raise ctx.error(path, f"a fitted step's lets and updates must have degree at most {MAX_FIT_DEGREE}")
+    if len(variables) > 4:
+        raise ctx.error(path, "a fitted step may have at most 4 variables")

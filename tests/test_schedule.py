@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from itertools import combinations
+
 import numpy as np
 import pytest
 
 import polygen
 from polygen.cost.model import plan_cost
 from polygen.cost.search import candidates
-from polygen.ir.evaluate import evaluate_map
+from polygen.ir.evaluate import apply_step, evaluate_map, trajectory
 from polygen.ir.interpret import interpret
 from polygen.ir.poly import Poly
 from polygen.ir.schedule import LINCOMB, MATMUL
@@ -16,8 +19,16 @@ from polygen.passes.builder import Builder
 from polygen.passes.evaluate_poly import SymEnv, choose_univariate, eval_sym, univariate_costs
 from polygen.passes.lower_direct import lower_direct
 from polygen.passes.normalize import normalize
-from polygen.passes.place_restarts import NEG_LIMIT, UNIT_ROUNDOFF, _segments, place_restarts, restart_budget
-from polygen.passes.plan_gram_space import plan_gram_space
+from polygen.passes.place_restarts import (
+    NEG_LIMIT,
+    UNIT_ROUNDOFF,
+    _grid,
+    _segments,
+    choose_restarts,
+    place_restarts,
+    restart_budget,
+)
+from polygen.passes.plan_gram_space import gram_space_applicable, plan_gram_space
 from polygen.passes.verify_convergence import domain_grid
 
 
@@ -111,6 +122,154 @@ def test_restart_hint_is_honoured():
     text = polygen.spec.spec_text("muon_ns5")[0] + "\n[hints]\nrestart_every = 2\n"
     smap = normalize(polygen.parse_spec(text, source="h.toml"))
     assert place_restarts(smap, "float32") == (1, 3)
+
+
+def _segments_one_start_at_a_time(smap, u):
+    """The reference _segments: each start's probe through the steps on its own, breaking off once non-finite."""
+    var = smap.variables[0].name
+    xs = [np.asarray(env[var], dtype=float) for env in trajectory(smap, _grid(smap))]
+    steps = [step for step in smap.steps for _ in range(step.repeat)]
+    top = [float(np.nanmax(x * x)) for x in xs]
+    total = len(steps)
+    q = np.full((total, total), np.inf)
+    neg = np.full((total, total), np.inf)
+    with np.errstate(all="ignore"):
+        for s in range(total):
+            x = np.array([1j * np.sqrt(u * top[s])])
+            worst = 0.0
+            for e in range(s, total):
+                worst = max(worst, float(np.abs(x[0]) ** 2) / top[e])
+                neg[s, e] = worst
+                x = np.asarray(apply_step(steps[e], {var: x})[var])
+                q[s, e] = u * float(np.nanmax(np.abs(xs[e + 1] / xs[s])))
+                if not np.isfinite(worst) or not np.all(np.isfinite(x)):
+                    break
+    return q, neg
+
+
+def _choose_by_enumeration(q, neg, budget, mid_budget):
+    """The reference search: every placement by increasing restart count, min over (max neg, max q, cut)."""
+    total = q.shape[0]
+
+    def passes(s, e, last):
+        return s == e or bool(q[s, e] <= (budget if last else mid_budget) and neg[s, e] <= NEG_LIMIT)
+
+    for count in range(total):
+        ranked = []
+        for cut in combinations(range(total - 1), count):
+            bounds = list(zip((0, *(c + 1 for c in cut)), (*cut, total - 1)))
+            if all(passes(s, e, last=(e == total - 1)) for s, e in bounds):
+                ranked.append((max(float(neg[s, e]) for s, e in bounds),
+                               max(float(q[s, e]) for s, e in bounds), cut))
+        if ranked:
+            return min(ranked)[2]
+    raise AssertionError("unreachable: restarting after every step always passes")
+
+
+def _with_repeat(name, repeat):
+    text = polygen.spec.spec_text(name)[0]
+    assert text.count("repeat = ") == 1
+    start = text.index("repeat = ")
+    end = text.index("\n", start)
+    return normalize(polygen.parse_spec(text[:start] + f"repeat = {repeat}" + text[end:], source=f"{name}.toml"))
+
+
+def _with_xfree_step(name):
+    """A hand-built map (the parser rejects x-free updates) whose middle step sets x to a constant: its probes
+    come back real, which the vectorized probe must not rerun in complex arithmetic."""
+    smap = spectral(name)
+    (step,) = smap.steps
+    const = dataclasses.replace(step, updates=((smap.variables[0].name, Poly.const(0.5)),), repeat=1)
+    return dataclasses.replace(smap, steps=(dataclasses.replace(step, repeat=3), const,
+                                            dataclasses.replace(step, repeat=4)))
+
+
+POLAR_GRAM = [n for n in polygen.list_specs()
+              if polygen.load_spec(n).target == "polar" and gram_space_applicable(spectral(n))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("case", [*POLAR_GRAM, "ns_cubic x60", "ns_cubic x-free"])
+def test_segments_equal_the_one_start_loop(case, dtype):
+    """Running all starts' probes together and the q ratios in bulk changes no entry of either table."""
+    smap = (_with_repeat("ns_cubic", 60) if case == "ns_cubic x60"
+            else _with_xfree_step("ns_cubic") if case == "ns_cubic x-free" else spectral(case))
+    got, want = _segments(smap, UNIT_ROUNDOFF[dtype]), _segments_one_start_at_a_time(smap, UNIT_ROUNDOFF[dtype])
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("name", POLAR_GRAM)
+def test_restart_search_equals_enumeration_on_builtin_specs(name, dtype):
+    smap = spectral(name)
+    q, neg = _segments(smap, UNIT_ROUNDOFF[dtype])
+    budget, mid = restart_budget(smap, dtype), restart_budget(smap, dtype, last=False)
+    want = _choose_by_enumeration(q, neg, budget, mid)
+    assert choose_restarts(q, neg, budget, mid) == want
+    assert place_restarts(smap, dtype) == want
+
+
+def _random_tables(rng, kind):
+    """q, neg, budget, mid_budget for 1..10 steps: few levels (many exact ties, signed zeros included), continuous
+    values, or few levels with inf and NaN sprinkled in (on the diagonal too, [0, 0] included)."""
+    total = int(rng.integers(1, 11))
+    budget, mid = (1.0, 2.0) if rng.random() < 0.7 else (2.0, 1.0)
+    if kind == "continuous":
+        q, neg = rng.uniform(0, 2.5, (total, total)), rng.uniform(0, 1.5, (total, total))
+    else:
+        q = rng.choice([-0.0, 0.0, 0.5, 1.0, 2.0, 3.0], (total, total))
+        neg = rng.choice([-0.0, 0.0, 0.25, 1.0, 2.0], (total, total))
+    if kind == "nan":
+        for table in (q, neg):
+            table[rng.random((total, total)) < 0.15] = np.inf
+            table[rng.random((total, total)) < 0.15] = np.nan
+            if rng.random() < 0.4:
+                table[0, 0] = rng.choice([np.nan, np.inf])
+    return q, neg, budget, mid
+
+
+@pytest.mark.parametrize("kind", ["ties", "continuous", "nan"])
+def test_restart_search_equals_enumeration_on_random_tables(kind):
+    rng = np.random.default_rng(["ties", "continuous", "nan"].index(kind))
+    for _ in range(200):
+        q, neg, budget, mid = _random_tables(rng, kind)
+        assert choose_restarts(q, neg, budget, mid) == _choose_by_enumeration(q, neg, budget, mid), (q, neg)
+
+
+def _fewest_segments(q, neg, budget, mid):
+    """Breadth-first over segment starts: the fewest passing segments that cover every step."""
+    total = q.shape[0]
+    with np.errstate(invalid="ignore"):
+        ok = np.triu((q <= np.where(np.arange(total) == total - 1, budget, mid)) & (neg <= NEG_LIMIT), 1)
+    ok |= np.eye(total, dtype=bool)
+    reached, frontier, layers = np.zeros(total + 1, dtype=bool), np.zeros(total + 1, dtype=bool), 0
+    frontier[0] = reached[0] = True
+    while not reached[total]:
+        nxt = np.zeros(total + 1, dtype=bool)
+        nxt[1:] = ok[frontier[:total]].any(axis=0)
+        frontier = nxt & ~reached
+        reached |= frontier
+        layers += 1
+    return layers
+
+
+@pytest.mark.parametrize(("repeat", "dtype"), [(60, "float32"), (60, "bfloat16"), (60, "float16"),
+                                               (1000, "float32"), (1000, "bfloat16")])
+def test_long_specs_get_a_passing_placement_with_fewest_restarts(repeat, dtype):
+    """Enumerating placements never finished for ns_cubic at repeat = 60; the DP search must, up to the 1000
+    step instances a spec may have."""
+    smap = _with_repeat("ns_cubic", repeat)
+    assert smap.total_steps == repeat
+    cut = place_restarts(smap, dtype)
+    assert all(isinstance(c, int) for c in cut) and list(cut) == sorted(set(cut))
+    assert all(0 <= c < repeat - 1 for c in cut)
+    q, neg = _segments(smap, UNIT_ROUNDOFF[dtype])
+    budget, mid = restart_budget(smap, dtype), restart_budget(smap, dtype, last=False)
+    for s, e in zip((0, *(c + 1 for c in cut)), (*cut, repeat - 1)):
+        assert s == e or (q[s, e] <= (budget if e == repeat - 1 else mid) and neg[s, e] <= NEG_LIMIT), (s, e)
+    assert len(cut) + 1 == _fewest_segments(q, neg, budget, mid)
+    assert cut == choose_restarts(q, neg, budget, mid)
 
 
 @pytest.mark.parametrize("name", polygen.list_specs())

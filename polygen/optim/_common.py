@@ -69,26 +69,45 @@ def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str) -> bool
     if mode == "off":
         return True
     groups = list(groups)
-    flags = [torch.isfinite(p.grad).all() for g in groups for p in g["params"] if p.grad is not None]
+    flags = [_all_finite(p.grad) for g in groups for p in g["params"] if p.grad is not None]
     if not flags or bool(torch.stack(flags).all()):
         return True
     if mode == "skip":
         return False
     bad = [param_label(g, gi, i, p) for gi, g in enumerate(groups) for i, p in enumerate(g["params"])
-           if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+           if p.grad is not None and not bool(_all_finite(p.grad))]
     raise NonFiniteGradError(
         f"{optimizer_name}.step(): non-finite gradient (NaN or Inf) in {', '.join(bad)}; no parameter or "
         f"optimizer state was changed. Pass nonfinite='skip' to skip such steps instead.")
 
 
-def guarded_step(opt: Any, closure: Callable[[], Any] | None, update: Callable[[], None]) -> Any:
-    """The step protocol of polygen's optimizers: evaluate the closure with grad enabled, then run the
-    non-finite guard (``opt.nonfinite``) before ``update`` touches any parameter or state; a skipped step
-    counts in ``opt.skipped_steps``. Returns the closure's loss."""
+def _all_finite(grad: torch.Tensor) -> torch.Tensor:
+    """A 0-d bool: no NaN/Inf in ``grad`` (of a sparse gradient, its stored values: isfinite has no sparse kernel)."""
+    return torch.isfinite(grad._values() if grad.is_sparse else grad).all()
+
+
+def reject_sparse_grads(optimizer_name: str, groups: Iterable[dict]) -> None:
+    """RuntimeError naming the first parameter with a sparse gradient. Runs before the non-finite guard and
+    before any group steps, so that the error is this one in every ``nonfinite`` mode and nothing has changed."""
+    for gi, g in enumerate(groups):
+        for i, p in enumerate(g["params"]):
+            if p.grad is not None and p.grad.is_sparse:
+                raise RuntimeError(f"{optimizer_name} does not support sparse gradients: "
+                                   f"{param_label(g, gi, i, p)} has one; no parameter or optimizer state was changed")
+
+
+def guarded_step(opt: Any, closure: Callable[[], Any] | None, update: Callable[[], None],
+                 dense_only: Sequence[Any] | None = None) -> Any:
+    """The step protocol of polygen's optimizers: evaluate the closure with grad enabled, reject sparse
+    gradients of the optimizers ``dense_only`` (default: ``opt``), then run the non-finite guard
+    (``opt.nonfinite``) before ``update`` touches any parameter or state; a skipped step counts in
+    ``opt.skipped_steps``. Returns the closure's loss."""
     loss = None
     if closure is not None:
         with torch.enable_grad():
             loss = closure()
+    for o in (opt,) if dense_only is None else dense_only:
+        reject_sparse_grads(type(o).__name__, o.param_groups)
     if not grads_finite(type(opt).__name__, opt.param_groups, opt.nonfinite):
         opt.skipped_steps += 1
         return loss
@@ -123,7 +142,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def spec_function(key: tuple, make_spec: Any, backend: str) -> Any:
-    """``polygen.load`` of the spec ``make_spec()`` for a concrete backend, cached by ``(key, backend)``."""
+    """``polygen.load`` of the spec ``make_spec()`` for a concrete backend, cached by ``(key, backend)``; ``key``
+    must identify the spec's content (:func:`content_key`), never a name or path whose file may change."""
     ck = (key, backend)
     fn = _FN_CACHE.get(ck)
     if fn is None:
@@ -132,17 +152,48 @@ def spec_function(key: tuple, make_spec: Any, backend: str) -> Any:
     return fn
 
 
+def content_key(smap: Any) -> tuple:
+    """The cache key of a parsed spec: its name and the sha256 of its text."""
+    return ("map", smap.name, smap.source_hash)
+
+
 def cached_spec(spec: Any) -> Any:
-    """``polygen.load_spec`` memoized for names and paths (keyed by the file's path and mtime): parsing runs SymPy,
-    and optimizers validate their spec for every param group."""
-    from polygen import load_spec
-    from polygen.spec import spec_path
+    """``polygen.load_spec`` memoized by content (parsing runs SymPy, and optimizers validate their spec for
+    every param group). A name or path is read and hashed at every call and keyed by (sha256 of the text,
+    source label), never by path or mtime: an edited file — same size and mtime even — or the same relative
+    path from another working directory is the text the file holds now."""
+    from polygen.spec import load_spec, spec_hash, spec_text
 
     if not isinstance(spec, (str, Path)):
         return load_spec(spec)
-    path = spec_path(spec)
-    key = (str(path.resolve()), path.stat().st_mtime_ns)
-    smap = _SPEC_CACHE.get(key)
+    text, source = spec_text(spec)
+    smap = _SPEC_CACHE.get((spec_hash(text), source))
     if smap is None:
-        smap = _SPEC_CACHE[key] = load_spec(spec)
+        smap = load_spec(spec)  # checks a built-in's name too; reads the file again, so key by what it parsed
+        _SPEC_CACHE[(smap.source_hash, smap.source)] = smap
     return smap
+
+
+def loadable_groups(opt: Any, saved: Sequence[dict]) -> tuple[list[dict], dict]:
+    """The param groups of a checkpoint as ``opt`` will hold them, and the functions they need.
+
+    Keys a saved group lacks (a ``torch.optim.Muon`` checkpoint has no ``spec``, ``backend``, ``ns_dtype`` …)
+    take the values of ``opt``'s current group, i.e. the constructor's. Every group is then validated as
+    ``add_param_group`` validates (``opt._check_group``), so a spec that cannot apply fails here, with a
+    ValueError naming the group and its spec, instead of at the next step. Nothing of ``opt`` is changed: the
+    caller commits the returned functions once the whole load succeeded. A different number of groups is left
+    to torch's own check.
+    """
+    if len(saved) != len(opt.param_groups):
+        return list(saved), {}
+    groups: list[dict] = []
+    functions: dict = {}
+    for gi, (old, current) in enumerate(zip(saved, opt.param_groups)):
+        group = {**{k: v for k, v in current.items() if k != "params"}, **old}
+        try:
+            functions.update(opt._check_group({**group, "params": current["params"]}))
+        except ValueError as e:
+            raise ValueError(f"{type(opt).__name__}.load_state_dict: param_groups[{gi}] "
+                             f"({opt._spec_label(group)}) cannot be loaded: {e}") from e
+        groups.append(group)
+    return groups, functions

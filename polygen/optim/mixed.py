@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from polygen.optim._common import NONFINITE_MODES, check_choice, guarded_step
+from polygen.optim._common import NONFINITE_MODES, check_choice, guarded_step, loadable_groups
 
 __all__ = ["Mixed", "MuonWithAdamW", "split_params"]
 
@@ -133,15 +133,43 @@ class Mixed(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        return guarded_step(self, closure, self._update)
+        """One step of every sub-optimizer, after the sparse-gradient check of polygen's sub-optimizers and the
+        non-finite guard over all parameters: an error leaves every sub-optimizer as it was."""
+        dense_only = [o for o in self.optimizers if getattr(o, "dense_grads_only", False)]
+        return guarded_step(self, closure, self._update, dense_only=dense_only)
 
     def _update(self) -> None:
         for o in self.optimizers:
             o.step()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+        """torch's load, after each polygen sub-optimizer completed and validated its saved groups (see
+        :func:`polygen.optim._common.loadable_groups`): a bad group raises ValueError and changes nothing."""
+        groups, commits = self._loadable_groups(state_dict["param_groups"])
+        super().load_state_dict({**state_dict, "param_groups": groups})
+        for o, functions in commits:
+            o._commit_functions(functions)
         self._relink()
+
+    def _loadable_groups(self, saved: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Any, dict]]]:
+        """The saved groups, cut by sub-optimizer, as each polygen sub-optimizer will hold them; other
+        sub-optimizers' groups as saved. A different number of groups is left to torch's own check."""
+        if len(saved) != len(self.param_groups):
+            return saved, []
+        groups: list[dict[str, Any]] = []
+        commits = []
+        for k, o in enumerate(self.optimizers):
+            start, stop = len(groups), len(groups) + len(o.param_groups)
+            part = saved[start:stop]
+            if hasattr(o, "_commit_functions"):  # polygen's optimizers
+                try:
+                    part, functions = loadable_groups(o, part)
+                except ValueError as e:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: param_groups[{start}:{stop}] belong to "
+                                     f"sub-optimizer {k}; {e}") from e
+                commits.append((o, functions))
+            groups += part
+        return groups, commits
 
 
 _FAMILY = {"muon": "Muon", "muonp": "MuonP", "shampoo": "Shampoo"}

@@ -35,7 +35,9 @@ from polygen.optim._common import (
     check_choice,
     check_lr,
     check_number,
+    content_key,
     guarded_step,
+    loadable_groups,
     matrix_shape,
     param_label,
     resolve_backend,
@@ -55,11 +57,11 @@ def _to_scalar(x: Any) -> float:
 
 
 def _spec_key(spec: Any) -> tuple:
-    from polygen.ir.spectral import SpectralMap
-
-    if isinstance(spec, SpectralMap):
-        return ("map", spec.name, spec.source_hash)
-    return ("spec", str(spec))
+    """What a group's ``spec`` value says: the key of the optimizer's own function table, filled when the group
+    is added or loaded (the file's content then keys the shared cache, see :func:`content_key`)."""
+    if isinstance(spec, (str, Path)):
+        return ("spec", str(spec))
+    return content_key(spec)
 
 
 def ns_spec_text(coefficients: tuple[float, float, float], steps: int, eps: float) -> str:
@@ -110,15 +112,26 @@ def _load_spec_checked(spec: Any, target: str, owner: str) -> Any:
     return smap
 
 
+def _checked_spec_factory(spec: Any, target: str, owner: str) -> tuple[tuple, Callable[[], Any]]:
+    """(content key, factory) of a group's spec, read and checked now."""
+    smap = _load_spec_checked(spec, target, owner)
+    return content_key(smap), lambda: smap
+
+
 class MatrixOptimizer(Optimizer):
     """Momentum + a polygen spectral map applied to each matrix: the shared engine of Muon and MuonP.
 
     Subclasses say which function orthogonalizes a group (``_function_key``/``_make_spec``) and how the lr is
     scaled for an (m, n) matrix (``_lr_scale``); everything else — state, batching, weight decay, the
-    non-finite guard — lives here.
+    non-finite guard, checkpoint loading — lives here.
+
+    A group's function is read (spec file included) when the group is added or loaded and kept in this
+    optimizer's table: steps neither read files nor trace file access, and a spec file edited later takes
+    effect in optimizers built, or checkpoints loaded, after the edit.
     """
 
     _target = "polar"
+    dense_grads_only = True  # sparse gradients raise before anything changes (see guarded_step)
 
     def __init__(self, params: Any, defaults: dict[str, Any], nonfinite: str = "raise",
                  ns_plan: str | None = None) -> None:
@@ -126,34 +139,60 @@ class MatrixOptimizer(Optimizer):
         self.nonfinite = nonfinite
         self.ns_plan = ns_plan
         self.skipped_steps = 0
+        self._functions: dict[tuple, Any] = {}  # (_function_key, backend) → polygen function
         super().__init__(params, defaults)
 
     # --- validation -------------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
+        group = self.param_groups[gi]
         try:
-            gi = len(self.param_groups) - 1
-            group = self.param_groups[gi]
-            self._validate_group(group)
-            for i, p in enumerate(group["params"]):
-                if p.ndim < 2:
-                    raise ValueError(
-                        f"{type(self).__name__} optimizes matrices only, but parameter {param_label(group, gi, i, p)} "
-                        f"is {p.ndim}-D. Give biases, norms and other vectors to AdamW (see "
-                        f"polygen.optim.split_params and polygen.optim.MuonWithAdamW).")
-                if torch.is_complex(p):
-                    raise ValueError(f"{type(self).__name__} does not support complex parameters: "
-                                     f"{param_label(group, gi, i, p)}")
-            # load (and, for parsed or custom specs, compile) the group's function now: a compiled step then
-            # finds it in the cache instead of tracing file access
-            for device in {p.device for p in group["params"]}:
-                fn = self.function_for(group, device)
-                if self.ns_plan is not None and self.ns_plan not in fn.plans:
-                    raise ValueError(f"ns_plan={self.ns_plan!r}: spec {fn.spec.name!r} has plans "
-                                     f"{', '.join(fn.plans)}")
+            self._check_params(group, gi)
+            functions = self._check_group(group)
         except ValueError:
             self.param_groups.pop()
             raise
+        self._commit_functions(functions)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load, after every saved group is completed (keys it lacks, as in a ``torch.optim.Muon``
+        checkpoint, take the constructor's values) and validated as ``add_param_group`` does: a spec that
+        cannot apply raises ValueError here and leaves the optimizer as it was."""
+        groups, functions = loadable_groups(self, state_dict["param_groups"])
+        super().load_state_dict({**state_dict, "param_groups": groups})
+        self._commit_functions(functions)
+
+    def _commit_functions(self, functions: dict[tuple, Any]) -> None:
+        self._functions.update(functions)
+
+    def _check_params(self, group: dict[str, Any], gi: int) -> None:
+        for i, p in enumerate(group["params"]):
+            if p.ndim < 2:
+                raise ValueError(
+                    f"{type(self).__name__} optimizes matrices only, but parameter {param_label(group, gi, i, p)} "
+                    f"is {p.ndim}-D. Give biases, norms and other vectors to AdamW (see "
+                    f"polygen.optim.split_params and polygen.optim.MuonWithAdamW).")
+            if torch.is_complex(p):
+                raise ValueError(f"{type(self).__name__} does not support complex parameters: "
+                                 f"{param_label(group, gi, i, p)}")
+
+    def _check_group(self, group: dict[str, Any]) -> dict[tuple, Any]:
+        """Validate a group's settings and load (for parsed or custom specs, compile) its function for each
+        device of its parameters, reading the spec file now. Returns the functions for the caller to commit
+        to ``self._functions`` once the group (or the whole checkpoint) is accepted."""
+        self._validate_group(group)
+        functions = {}
+        for device in {p.device for p in group["params"]}:
+            backend = resolve_backend(group["backend"], device)
+            fn = functions[(self._function_key(group), backend)] = self._load_function(group, backend)
+            if self.ns_plan is not None and self.ns_plan not in fn.plans:
+                raise ValueError(f"ns_plan={self.ns_plan!r}: spec {fn.spec.name!r} has plans "
+                                 f"{', '.join(fn.plans)}")
+        return functions
+
+    def _spec_label(self, group: dict[str, Any]) -> str:
+        return f"spec={group.get('spec')!r}"
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
@@ -166,18 +205,31 @@ class MatrixOptimizer(Optimizer):
 
     # --- what subclasses define --------------------------------------------------------------------------
     def _function_key(self, group: dict[str, Any]) -> tuple:
+        """What the group's settings name (cheap: no file access; used per step)."""
         raise NotImplementedError
 
-    def _make_spec(self, group: dict[str, Any]) -> Callable[[], Any]:
+    def _make_spec(self, group: dict[str, Any]) -> tuple[tuple, Callable[[], Any]]:
+        """(content key, parsed-spec factory) of the group's spec, reading its file now."""
         raise NotImplementedError
 
     def _lr_scale(self, group: dict[str, Any], m: int, n: int) -> float:
         raise NotImplementedError
 
+    def _load_function(self, group: dict[str, Any], backend: str) -> Any:
+        key, make = self._make_spec(group)
+        return spec_function(key, make, backend)
+
     def function_for(self, group: dict[str, Any], device: torch.device | str = "cpu") -> Any:
         """The polygen function (``polygen.load``) this group's matrices go through on ``device``."""
-        backend = resolve_backend(group["backend"], torch.device(device))
-        return spec_function(self._function_key(group), self._make_spec(group), backend)
+        return self._function(group, resolve_backend(group["backend"], torch.device(device)))
+
+    def _function(self, group: dict[str, Any], backend: str) -> Any:
+        """The function read when the group was added or loaded (or now, for settings changed by hand since)."""
+        key = (self._function_key(group), backend)
+        fn = self._functions.get(key)
+        if fn is None:
+            fn = self._functions[key] = self._load_function(group, backend)
+        return fn
 
     # --- the step ---------------------------------------------------------------------------------------
     def orthogonalize(self, fn: Any, X: Tensor) -> Tensor:
@@ -198,8 +250,6 @@ class MatrixOptimizer(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
@@ -213,6 +263,8 @@ class MatrixOptimizer(Optimizer):
             updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
             fkey = self._function_key(group)
             for p, u in zip(params, updates):
+                if p.numel() == 0:  # (5, 0), (0, 5), (2, 0, 4) …: the update is empty
+                    continue
                 b, m, n = matrix_shape(p.shape)
                 backend = resolve_backend(group["backend"], p.device)
                 key = (fkey, backend, group["ns_dtype"], p.device, min(m, n), max(m, n))
@@ -220,10 +272,9 @@ class MatrixOptimizer(Optimizer):
                     buckets[key] = (fkey, backend, [])
                 buckets[key][2].append((gi, p, u, b, m, n))
 
-        for key, (fkey, backend, entries) in buckets.items():
+        for key, (_, backend, entries) in buckets.items():
             ns_dtype = key[2]
-            group0 = self.param_groups[entries[0][0]]
-            fn = spec_function(fkey, self._make_spec(group0), backend)
+            fn = self._function(self.param_groups[entries[0][0]], backend)
             mats = []
             for _, _, u, b, m, n in entries:
                 X = u.reshape(b, m, n)
@@ -271,6 +322,9 @@ class Muon(MatrixOptimizer):
 
     Same-shaped matrices (also transposed shapes, and across param groups) are stacked and go through the
     spec's function in one batched call per shape.
+
+    ``load_state_dict`` takes torch.optim.Muon's checkpoints too (its groups lack ``spec``, ``backend`` and
+    ``ns_dtype``: they keep this optimizer's) and validates every loaded group as ``add_param_group`` does.
     """
 
     def __init__(
@@ -325,7 +379,7 @@ class Muon(MatrixOptimizer):
             return ("ns", tuple(float(v) for v in group["ns_coefficients"]), group["ns_steps"], float(group["eps"]))
         return _spec_key(group["spec"])
 
-    def _make_spec(self, group: dict[str, Any]) -> Callable[[], Any]:
+    def _make_spec(self, group: dict[str, Any]) -> tuple[tuple, Callable[[], Any]]:
         if self._custom_ns(group):
             text = ns_spec_text(group["ns_coefficients"], group["ns_steps"], group["eps"])
 
@@ -333,12 +387,11 @@ class Muon(MatrixOptimizer):
                 from polygen import parse_spec
 
                 return parse_spec(text, source="<polygen.optim.Muon ns_coefficients>")
-            return make
-        spec = group["spec"]
-        return lambda: spec
+            return self._function_key(group), make
+        return _checked_spec_factory(group["spec"], self._target, type(self).__name__)
 
     def _lr_scale(self, group: dict[str, Any], m: int, n: int) -> float:
         fn = group["adjust_lr_fn"]
         if fn is None or fn == "original":
-            return math.sqrt(max(1.0, m / n))
+            return math.sqrt(max(1.0, m / max(n, 1)))  # n = 0: an empty matrix, nothing to scale
         return 0.2 * math.sqrt(max(m, n))  # "match_rms_adamw"

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polygen.optim.muon import MatrixOptimizer, _load_spec_checked, _spec_key
+from polygen.optim.muon import MatrixOptimizer, _checked_spec_factory, _load_spec_checked, _spec_key
 
 __all__ = ["MuonP"]
 
@@ -115,14 +115,13 @@ class MuonP(MatrixOptimizer):
     def _function_key(self, group: dict[str, Any]) -> tuple:
         return _spec_key(group["spec"])
 
-    def _make_spec(self, group: dict[str, Any]) -> Callable[[], Any]:
-        spec = group["spec"]
-        return lambda: spec
+    def _make_spec(self, group: dict[str, Any]) -> tuple[tuple, Callable[[], Any]]:
+        return _checked_spec_factory(group["spec"], self._target, type(self).__name__)
 
     def _lr_scale(self, group: dict[str, Any], m: int, n: int) -> float:
         fn = group["adjust_lr_fn"]
         if fn is None or fn == "original":
-            return 1.0 / math.sqrt(n)
+            return 1.0 / math.sqrt(max(n, 1))  # n = 0: an empty matrix, nothing to scale
         if fn == "match_rms_adamw":
             return 0.2
         return 1.0  # "unit_rms"

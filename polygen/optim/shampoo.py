@@ -41,7 +41,9 @@ from polygen.optim._common import (
     check_choice,
     check_lr,
     check_number,
+    content_key,
     guarded_step,
+    loadable_groups,
     matrix_shape,
     resolve_backend,
     spec_function,
@@ -92,7 +94,11 @@ class Shampoo(Optimizer):
         use_bias_correction: bias-correct the β₁ EMA and the grafting second moment (default True).
         backend: polygen backend for the roots (``"auto"``, ``"torch"``, ``"triton"``).
         nonfinite: ``"raise"`` (default), ``"skip"`` or ``"off"`` (see :class:`polygen.optim.Muon`).
+
+    A group's root function (spec file included) is read when the group is added or loaded, as in Muon.
     """
+
+    dense_grads_only = True  # sparse gradients raise before anything changes (see guarded_step)
 
     def __init__(
         self,
@@ -121,6 +127,7 @@ class Shampoo(Optimizer):
         check_choice("nonfinite", nonfinite, NONFINITE_MODES)
         self.nonfinite = nonfinite
         self.skipped_steps = 0
+        self._root_fns: dict[tuple, Callable[[Tensor], Tensor]] = {}
         defaults = {
             "lr": lr, "betas": betas, "epsilon": epsilon, "momentum": momentum, "nesterov": nesterov,
             "weight_decay": weight_decay, "use_decoupled_weight_decay": use_decoupled_weight_decay,
@@ -135,14 +142,35 @@ class Shampoo(Optimizer):
     # --- validation -------------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
         try:
-            self._validate_group(group)
-            for device in {p.device for p in group["params"]}:  # resolve (and load) the root function now
-                self._root_fn(group, device)
+            root_fns = self._check_group(self.param_groups[-1])
         except ValueError:
             self.param_groups.pop()
             raise
+        self._commit_functions(root_fns)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's load, after every saved group is completed (keys it lacks take the constructor's values) and
+        validated as ``add_param_group`` does: a bad group raises ValueError here and changes nothing."""
+        groups, root_fns = loadable_groups(self, state_dict["param_groups"])
+        super().load_state_dict({**state_dict, "param_groups": groups})
+        self._commit_functions(root_fns)
+
+    def _commit_functions(self, root_fns: dict[tuple, Callable[[Tensor], Tensor]]) -> None:
+        self._root_fns.update(root_fns)
+
+    def _check_group(self, group: dict[str, Any]) -> dict[tuple, Callable[[Tensor], Tensor]]:
+        """Validate a group and load its root function per device now (spec file read now); returns them for
+        the caller to commit once the group (or checkpoint) is accepted."""
+        self._validate_group(group)
+        root_fns = {}
+        for device in {p.device for p in group["params"]}:  # a loop, not a comprehension: warnings' stacklevel
+            root_fns[self._root_key(group, device)] = self._make_root_fn(group, device)
+        return root_fns
+
+    def _spec_label(self, group: dict[str, Any]) -> str:
+        return (f"root_method={group.get('root_method')!r}, root_spec={group.get('root_spec')!r}, "
+                f"inv_root={group.get('inv_root')!r}")
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_lr(group["lr"])
@@ -187,15 +215,18 @@ class Shampoo(Optimizer):
 
     # --- roots ------------------------------------------------------------------------------------------
     def _root_fn(self, group: dict[str, Any], device: torch.device) -> Callable[[Tensor], Tensor]:
-        """The batched map (k, n, n) factor matrices → (L + εI)^(−1/r) for this group (cached: a compiled step
-        finds it here rather than tracing the spec lookup)."""
+        """The batched map (k, n, n) factor matrices → (L + εI)^(−1/r) for this group, as loaded when the group
+        was added or loaded: a compiled step finds it here rather than tracing the spec lookup."""
+        key = self._root_key(group, device)
+        if key not in self._root_fns:  # settings changed by hand since
+            self._root_fns[key] = self._make_root_fn(group, device)
+        return self._root_fns[key]
+
+    @staticmethod
+    def _root_key(group: dict[str, Any], device: torch.device) -> tuple:
         spec = group["root_spec"]
-        skey = spec if spec is None or isinstance(spec, (str, Path)) else (spec.name, spec.source_hash)
-        key = (group["root_method"], skey, group["inv_root"], float(group["epsilon"]), group["backend"], device)
-        cache = self.__dict__.setdefault("_root_fns", {})
-        if key not in cache:
-            cache[key] = self._make_root_fn(group, device)
-        return cache[key]
+        skey = spec if spec is None or isinstance(spec, (str, Path)) else content_key(spec)
+        return (group["root_method"], skey, group["inv_root"], float(group["epsilon"]), group["backend"], device)
 
     def _make_root_fn(self, group: dict[str, Any], device: torch.device) -> Callable[[Tensor], Tensor]:
         r, eps = group["inv_root"], float(group["epsilon"])
@@ -211,8 +242,8 @@ class Shampoo(Optimizer):
                     warnings.warn(f"Shampoo: no built-in spec {name!r} for inv_root={r}; falling back to "
                                   f"root_method='eigh' (pass root_spec= a target='inverse_root' spec)", stacklevel=6)
             if spec is not None:
-                key = ("spec", str(spec)) if isinstance(spec, (str, Path)) else ("map", spec.name, spec.source_hash)
-                fn = spec_function(key, lambda: spec, resolve_backend(group["backend"], device))
+                smap = self._check_root_spec(spec, r)  # read now: the content keys the shared cache
+                fn = spec_function(content_key(smap), lambda: smap, resolve_backend(group["backend"], device))
 
                 def polygen_root(A: Tensor) -> Tensor:
                     eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
@@ -253,9 +284,6 @@ class Shampoo(Optimizer):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
-        for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError("Shampoo does not support sparse gradients")
         lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
         beta1, beta2 = group["betas"]
         bg, wd = group["grafting_beta2"], group["weight_decay"]

@@ -105,7 +105,7 @@ BASE = polygen.spec.spec_text("prism_polar")[0]
 
 @pytest.mark.parametrize("old,new,field,msg", [
     ('interval = ["3/8", "29/20"], ', "", "steps[0].fit", "needs an interval"),
-    ("sketch = 8", "sketch = 0", "steps[0].fit.sketch", "sketch must be a positive"),
+    ("sketch = 8", "sketch = 0", "steps[0].fit.sketch", "sketch must be a number of rows"),
     ('residual = "r"', 'residual = "q"', "steps[0].fit.residual", "must name a let"),
     ('interval = ["3/8", "29/20"]', 'interval = ["2", "1"]', "steps[0].fit.interval", "lo < hi"),
     ('param = "alpha"', 'param = "x"', "steps[0].fit.param", "must be a new name"),

@@ -30,6 +30,7 @@ from polygen.passes.place_restarts import (
 )
 from polygen.passes.plan_gram_space import gram_space_applicable, plan_gram_space
 from polygen.passes.verify_convergence import domain_grid
+from polygen.spec.parse import MAX_TOTAL_STEPS
 
 
 def spectral(name):
@@ -255,10 +256,10 @@ def _fewest_segments(q, neg, budget, mid):
 
 
 @pytest.mark.parametrize(("repeat", "dtype"), [(60, "float32"), (60, "bfloat16"), (60, "float16"),
-                                               (1000, "float32"), (1000, "bfloat16")])
+                                               (MAX_TOTAL_STEPS, "float32"), (MAX_TOTAL_STEPS, "bfloat16")])
 def test_long_specs_get_a_passing_placement_with_fewest_restarts(repeat, dtype):
-    """Enumerating placements never finished for ns_cubic at repeat = 60; the DP search must, up to the 1000
-    step instances a spec may have."""
+    """Enumerating placements never finished for ns_cubic at repeat = 60; the DP search must, up to the
+    MAX_TOTAL_STEPS step instances a spec may have."""
     smap = _with_repeat("ns_cubic", repeat)
     assert smap.total_steps == repeat
     cut = place_restarts(smap, dtype)

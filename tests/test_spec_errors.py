@@ -65,7 +65,8 @@ CASES = [
      "update =", "parity"),
     ("mixed parity", 'x = "a*x + b*x**3 + c*x**5"', 'x = "a*x + b*x**2"', "steps[0].update.x", "update =",
      "mixes odd and even"),
-    ("repeat of 0", "repeat = 5", "repeat = 0", "steps[0].repeat", "repeat =", "repeat must be an integer >= 1"),
+    ("repeat of 0", "repeat = 5", "repeat = 0", "steps[0].repeat", "repeat =",
+     "repeat must be an integer in [1, 500]"),
     ("non-numeric coefficient", 'a = "3.4445"', 'a = "x"', "steps[0].coefficients.a", "coefficients =",
      "unknown symbol"),
     ("string coefficient", 'a = "3.4445"', 'a = "hello"', "steps[0].coefficients.a", "coefficients =",
@@ -79,7 +80,8 @@ CASES = [
     ("fractional power", 'x = "a*x + b*x**3 + c*x**5"', 'x = "a*x**(1/2)"', "steps[0].update.x", "update =",
      "powers of variables must be integers"),
     ("unknown output", 'var = "x"', 'var = "y"', "output.var", 'var = "y"', "unknown variable"),
-    ("unknown top-level field", 'name = "t"', 'name = "t"\ncolour = "red"', "colour", "colour", "unknown field"),
+    ("unknown top-level field", 'name = "t"', 'name = "t"\ncolour = "red"', "colour", "colour",
+     "unknown top-level field"),
 ]
 
 

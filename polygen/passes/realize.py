@@ -81,22 +81,20 @@ class Scope:
         return self.names[s]
 
 
-def _split_monomial(mono: Monomial, rect: set[str]) -> tuple[list[str], Monomial]:
-    factors: list[str] = []
+def _split_monomial(mono: Monomial, rect: set[str]) -> tuple[dict[str, int], Monomial]:
+    """(power of each rectangular factor, the rest): counts, not a list of factors, so x**16383 costs one entry."""
+    factors: dict[str, int] = {}
     other = []
     for s, e in mono:
         if s in rect:
-            factors.extend([s] * e)
+            factors[s] = factors.get(s, 0) + e
         else:
             other.append((s, e))
     return factors, tuple(other)
 
 
-def _pair(factors: list[str]) -> list[tuple[str, int]]:
+def _pair(counts: dict[str, int]) -> list[tuple[str, int]]:
     """Pair rectangular factors into Gram symbols: identical ones first, then neighbours."""
-    counts: dict[str, int] = {}
-    for f in factors:
-        counts[f] = counts.get(f, 0) + 1
     grams: dict[str, int] = {}
     left: list[str] = []
     for f in sorted(counts):
@@ -127,9 +125,9 @@ def carriers(poly: Poly, rect: set[str], prefer: tuple[str, ...] = ()) -> dict[s
     out: dict[str, dict[Monomial, float]] = {}
     for mono, c in poly.terms:
         factors, other = _split_monomial(mono, rect)
-        odd = sorted({f for f in factors if factors.count(f) % 2})
+        odd = sorted(f for f, n in factors.items() if n % 2)
         carrier = next((p for p in prefer if p in odd), odd[0])
-        factors.remove(carrier)
+        factors[carrier] -= 1
         m = tuple(sorted(list(other) + _pair(factors)))
         h = out.setdefault(carrier, {})
         h[m] = h.get(m, 0.0) + c

@@ -23,8 +23,8 @@ MAX_NUMBER_BITS = 4_096  # numerator/denominator of an exact numeric value (2**(
 MAX_ABS_LOG = 700.0  # |log| of a numeric value: exp() arguments and magnitudes stay within float range
 MAX_SYMBOL_EXPONENT = 1 << 14  # IFNSO needs r**8192 (2**(N-1) for N = 14)
 MAX_DEGREE = 1 << 14  # degree of an expression in any one symbol
-MAX_TERMS = 10_000  # terms of an expression once expanded (upper bound, before expansion)
-MAX_WORK = 2_000_000  # term-by-term products expanding it would take (upper bound)
+MAX_TERMS = 256  # terms of an expression once expanded (upper bound, before expansion)
+MAX_WORK = 200_000  # term-by-term products expanding it would take (upper bound)
 
 FUNCTIONS = {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "Rational": sp.Rational}
 CONSTANTS = {"pi": sp.pi, "E": sp.E}

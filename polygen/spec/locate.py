@@ -6,7 +6,8 @@ import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
-_INLINE_KEY = re.compile(r"([A-Za-z0-9_\-]+)\s*=")
+# anchored after "{" or ",": an unanchored key pattern backtracks quadratically over a long run of "-" in a value
+_INLINE_KEY = re.compile(r"(?:^|[{,])\s*([A-Za-z0-9_\-]+)\s*=")
 
 
 class Locator:
@@ -36,7 +37,7 @@ class Locator:
                 self.lines.setdefault(path, no)
                 rest = line[k.end():]
                 if "{" in rest:
-                    for sub in _INLINE_KEY.finditer(rest.split("{", 1)[1]):
+                    for sub in _INLINE_KEY.finditer("{" + rest.split("{", 1)[1]):
                         self.lines.setdefault(path + (sub.group(1),), no)
 
     def line_of(self, path: tuple) -> int:

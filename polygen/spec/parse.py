@@ -51,11 +51,11 @@ _HINT_KEYS = {"form", "restart_every", "force"}
 MAX_SPEC_BYTES = 256 * 1024
 MAX_NESTING = 32  # arrays / inline tables inside each other
 MAX_STEPS = 256  # [[steps]] entries
-MAX_REPEAT = 1_000
-MAX_TABLE_ROWS = 1_000
-MAX_TOTAL_STEPS = 1_000  # step instances: repeats and table rows, summed
+MAX_REPEAT = 500
+MAX_TABLE_ROWS = 500
+MAX_TOTAL_STEPS = 500  # step instances: repeats and table rows, summed
 MAX_NAMES = 64  # variables, lets, coefficients, updates or table columns in one table
-MAX_TOTAL_TERMS = 200_000  # polynomial terms over all step instances (what verification evaluates)
+MAX_TOTAL_TERMS = 2_000  # polynomial terms over all step instances (what lowering and verification work on)
 MAX_TEXT_CHARS = 4_000  # description, label
 MAX_FIT_DEGREE = 12  # total degree of a fitted step's lets and updates (PRISM's: 3), before R⁺ is derived
 

@@ -1,0 +1,382 @@
+"""A corpus of hostile and malformed specs, and the child process that runs them under resource limits.
+
+Each malformed case must end in a ``polygen.SpecError`` naming the expected field; each hostile-but-valid
+case (injection attempts through free text and file names) must load, run, and execute nothing. Run as
+``python tests/hostile_specs.py WORKDIR`` it takes the cases from stdin as JSON and prints one JSON line per
+case; tests/test_spec_hostile.py drives it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+SENTINEL_NAME = "PWNED"
+
+BASE = '''\
+name = "hostile"
+description = "corpus base"
+target = "polar"
+domain = ["1e-3", "1"]
+
+[input]
+kind = "rectangular"
+eps = "1e-7"
+
+[variables.x]
+kind = "rectangular"
+init = "g"
+
+[[steps]]
+repeat = 5
+label = "ns5"
+coefficients = { a = "3.4445", b = "-4.7750", c = "2.0315" }
+update = { x = "a*x + b*x**3 + c*x**5" }
+
+[output]
+var = "x"
+
+[verify]
+expect = "bounded"
+lower = "0.3"
+upper = "1.3"
+'''
+
+UPDATE = 'update = { x = "a*x + b*x**3 + c*x**5" }'
+NS_CUBIC = (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "ns_cubic.toml").read_text()
+
+
+def payload(sentinel: str) -> str:
+    """Python that would create the sentinel file if it ever ran."""
+    return f"__import__('pathlib').Path({sentinel!r}).write_text('pwned')"
+
+
+def _toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+def _sub(old: str, new: str, text: str = BASE) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def _expr(e: str) -> str:
+    return _sub(UPDATE, f"update = {{ x = {_toml_str(e)} }}")
+
+
+def _inline(key: str, value: str) -> str:
+    """BASE with ``key = value`` inserted at the top level."""
+    return _sub('target = "polar"\n', f'target = "polar"\n{key} = {value}\n')
+
+
+EXPR = "steps[0].update.x"
+
+# (id, spec text, expected field) — every one must raise SpecError with exactly that field.
+MALFORMED: list[tuple[str, str, str | None]] = [
+    # bounded work: numbers, powers, degrees, sizes
+    ("tower of powers", _expr("((10**1000)**1000)**1000*x"), EXPR),
+    ("exp tower", _expr("exp(exp(exp(exp(10))))*x"), EXPR),
+    ("trinomial to 1001", _expr("(x + x**3 + x**5)**1001"), EXPR),
+    ("power of power", _expr("(x**65536)**65536*x"), EXPR),
+    ("6000-term sum", _expr("+".join(["x"] * 6000)), EXPR),
+    ("19000 unary minus", _expr("-" * 19000 + "x"), EXPR),
+    ("5000 parentheses", _expr("(" * 5000 + "x" + ")" * 5000), EXPR),
+    ("150 nested negations", _expr("-(" * 150 + "x" + ")" * 150), EXPR),
+    ("huge symbol exponent", _expr("x**(10**10)"), EXPR),
+    ("float literal out of range", _expr("1e999999*x"), EXPR),
+    ("power tower literal", _expr("10**10**10*x"), EXPR),
+    ("9**9**9", _expr("9**9**9*x"), EXPR),
+    ("5000-digit literal", _expr("9" * 5000 + "*x"), EXPR),
+    ("200-digit literal", _expr("9" * 200 + "*x"), EXPR),
+    ("expression too long", _expr("x+" * 10001 + "x"), EXPR),
+    ("binomial to 16384", _expr("x*(1 + x**2)**16384"), EXPR),
+    ("multinomial blow-up", _sub(UPDATE, 'let = { ' + ", ".join(f'q{i} = "x*x"' for i in range(6))
+                                 + ' }\nupdate = { x = "x*(1 + q0 + q1 + q2 + q3 + q4 + q5)**12" }'), EXPR),
+    ("exp(1000)", _expr("exp(1000)*x"), EXPR),
+    ("big numeric power", _expr("2**5000*x"), EXPR),
+    ("tiny numeric power", _expr("2**(-5000)*x"), EXPR),
+    ("exact big product", _expr("x*" + "*".join(["10**300"] * 20)), EXPR),
+    # expressions that are not polynomial arithmetic
+    ("dunder import", _expr("__import__('os').system('true')"), EXPR),
+    ("attribute", _expr("x.__class__"), EXPR),
+    ("lambda", _expr("(lambda: x)()"), EXPR),
+    ("comprehension", _expr("[x for x in [1]]"), EXPR),
+    ("conditional", _expr("x if x else x"), EXPR),
+    ("subscript", _expr("x[0]"), EXPR),
+    ("string constant", _expr("'a'*x"), EXPR),
+    ("f-string", _expr("f'{x}'"), EXPR),
+    ("matmul operator", _expr("x @ x"), EXPR),
+    ("floor division", _expr("x // 2"), EXPR),
+    ("modulo", _expr("x % 2"), EXPR),
+    ("shift", _expr("x << 2"), EXPR),
+    ("function of a variable", _expr("sqrt(x)*x"), EXPR),
+    ("eval call", _expr("eval('x')"), EXPR),
+    ("log of zero", _expr("log(0)*x"), EXPR),
+    ("log of negative", _expr("log(-1)*x"), EXPR),
+    ("sqrt of negative", _expr("sqrt(-1)*x"), EXPR),
+    ("division by zero", _expr("1/0*x"), EXPR),
+    ("division by a variable", _expr("x/x"), EXPR),
+    ("negative power", _expr("x**-1"), EXPR),
+    ("fractional power", _expr("x**0.5"), EXPR),
+    ("symbolic exponent", _expr("x**x"), EXPR),
+    ("Rational by zero", _expr("Rational(1, 0)*x"), EXPR),
+    ("Rational of a variable", _expr("Rational(x, 2)"), EXPR),
+    ("exp of a variable", _expr("exp(x)"), EXPR),
+    ("keyword arguments", _expr("sqrt(x=2)*x"), EXPR),
+    ("statement", _expr("x; import os"), EXPR),
+    ("newline statement", _expr("x\nimport os"), EXPR),
+    ("NUL byte", _expr("x\u0000"), EXPR),
+    ("walrus", _expr("(y := x)"), EXPR),
+    ("undeclared symbol", _expr("a*y"), EXPR),
+    ("boolean expression", _sub(UPDATE, "update = { x = true }"), EXPR),
+    ("table expression", _sub(UPDATE, "update = { x = { a = 1 } }"), EXPR),
+    ("array expression", _sub(UPDATE, 'update = { x = ["x"] }'), EXPR),
+    ("inf expression", _sub(UPDATE, "update = { x = inf }"), EXPR),
+    ("empty expression", _expr("   "), EXPR),
+    ("mixed parity", _expr("x + x**2"), EXPR),
+    # numbers in fields
+    ("domain out of range", _sub('domain = ["1e-3", "1"]', 'domain = ["1e999", "2"]'), "domain"),
+    ("domain reversed", _sub('domain = ["1e-3", "1"]', "domain = [1, 0]"), "domain"),
+    ("domain nan", _sub('domain = ["1e-3", "1"]', 'domain = ["nan", 1]'), "domain"),
+    ("domain exp", _sub('domain = ["1e-3", "1"]', 'domain = [0, "exp(1000)"]'), "domain"),
+    ("domain one value", _sub('domain = ["1e-3", "1"]', "domain = [1]"), "domain"),
+    ("domain of symbols", _sub('domain = ["1e-3", "1"]', 'domain = ["x", "1"]'), "domain"),
+    ("domain a string", _sub('domain = ["1e-3", "1"]', 'domain = "0 to 1"'), "domain"),
+    ("negative eps", _sub('eps = "1e-7"', 'eps = "-1"'), "input.eps"),
+    ("nan eps", _sub('eps = "1e-7"', 'eps = "nan"'), "input.eps"),
+    ("zero safety", _sub('eps = "1e-7"', 'eps = "1e-7"\nsafety = "0"'), "input.safety"),
+    ("negative safety", _sub('eps = "1e-7"', 'eps = "1e-7"\nsafety = -1'), "input.safety"),
+    ("unknown norm", _sub('eps = "1e-7"', 'eps = "1e-7"\nnorm = "max"'), "input.norm"),
+    ("symmetric polar input", _sub('kind = "rectangular"\neps', 'kind = "symmetric"\neps'), "input.kind"),
+    ("keyword input symbol", _sub('eps = "1e-7"', 'eps = "1e-7"\nsymbol = "import"'), "input.symbol"),
+    ("input symbol collides", _sub('eps = "1e-7"', 'eps = "1e-7"\nsymbol = "x"'), "variables.x"),
+    ("dunder input symbol", _sub('eps = "1e-7"', 'eps = "1e-7"\nsymbol = "__class__"'), "input.symbol"),
+    ("zero tolerance", _sub('expect = "bounded"', 'expect = "converge"\ntolerance = "0"'), "verify.tolerance"),
+    ("verify bounds reversed", _sub('upper = "1.3"', 'upper = "0.1"'), "verify.upper"),
+    # unknown or misspelled keys, in every table
+    ("verify tolerence", _sub('upper = "1.3"', 'upper = "1.3"\ntolerence = "0.1"'), "verify.tolerence"),
+    ("variable knid", _sub('kind = "rectangular"\ninit', 'knid = "rectangular"\ninit'), "variables.x.knid"),
+    ("input misspelled", _sub('eps = "1e-7"', 'epsilon = "1e-7"'), "input.epsilon"),
+    ("output misspelled", _sub('var = "x"', 'var = "x"\nrescal = "none"'), "output.rescal"),
+    ("hints misspelled", BASE + '\n[hints]\nrestart = 2\n', "hints.restart"),
+    ("top-level misspelled", _inline("colour", '"red"'), "colour"),
+    ("step misspelled", _sub("repeat = 5", "repeats = 5"), "steps[0].repeats"),
+    ("fit misspelled", _sub(UPDATE, UPDATE + '\nfit = { param = "al", interval = [0, 1], residual = "r", '
+                                              'sketchy = 3 }'), "steps[0].fit.sketchy"),
+    ("input not a table", _sub('[input]\nkind = "rectangular"\neps = "1e-7"\n', "").replace(
+        'target = "polar"\n', 'target = "polar"\ninput = 3\n'), "input"),
+    # types and lengths of text and names
+    ("label a number", _sub('label = "ns5"', "label = 3"), "steps[0].label"),
+    ("label a table", _sub('label = "ns5"', "label = { a = 1 }"), "steps[0].label"),
+    ("label too long", _sub('label = "ns5"', f"label = {_toml_str('l' * 5000)}"), "steps[0].label"),
+    ("description a number", _sub('description = "corpus base"', "description = 5"), "description"),
+    ("description too long", _sub('description = "corpus base"', f"description = {_toml_str('d' * 10000)}"),
+     "description"),
+    ("name a number", _sub('name = "hostile"', "name = 3"), "name"),
+    ("name with a space", _sub('name = "hostile"', 'name = "a b"'), "name"),
+    ("name a path", _sub('name = "hostile"', 'name = "../../etc/passwd"'), "name"),
+    ("name too long", _sub('name = "hostile"', f'name = "{"n" * 100}"'), "name"),
+    ("name a keyword", _sub('name = "hostile"', 'name = "import"'), "name"),
+    ("name with a newline", _sub('name = "hostile"', r'name = "a\nb"'), "name"),
+    ("name with a quote", _sub('name = "hostile"', r'name = "a\"b"'), "name"),
+    ("name empty", _sub('name = "hostile"', 'name = ""'), "name"),
+    ("name missing", _sub('name = "hostile"\n', ""), "name"),
+    # caps
+    ("repeat a million", _sub("repeat = 5", "repeat = 1000000"), "steps[0].repeat"),
+    ("repeat zero", _sub("repeat = 5", "repeat = 0"), "steps[0].repeat"),
+    ("repeat negative", _sub("repeat = 5", "repeat = -1"), "steps[0].repeat"),
+    ("repeat a boolean", _sub("repeat = 5", "repeat = true"), "steps[0].repeat"),
+    ("repeat a string", _sub("repeat = 5", 'repeat = "5"'), "steps[0].repeat"),
+    ("300 steps", BASE.split("[[steps]]")[0] + ("[[steps]]\nrepeat = 1\nupdate = { x = \"1.5*x - 0.5*x**3\" }\n"
+                                                * 300) + "[output]\nvar = \"x\"\n", "steps"),
+    ("2000 table rows", _sub('coefficients = { a = "3.4445", b = "-4.7750", c = "2.0315" }\n',
+                             "table = { a = [" + ", ".join(["3.4445"] * 2000) + "], b = ["
+                             + ", ".join(["-4.775"] * 2000) + "], c = [" + ", ".join(["2.0315"] * 2000) + "] }\n"
+                             ).replace("repeat = 5\n", ""), "steps[0].table.a"),
+    ("501 step instances", _sub("repeat = 5", "repeat = 300").replace(
+        "[output]", "[[steps]]\nrepeat = 201\nupdate = { x = \"1.5*x - 0.5*x**3\" }\n\n[output]"), "steps[1]"),
+    ("100 coefficients", _sub('coefficients = { a = "3.4445", b = "-4.7750", c = "2.0315" }',
+                              "coefficients = { a = \"3.4445\", b = \"-4.7750\", c = \"2.0315\", "
+                              + ", ".join(f'k{i} = "1"' for i in range(100)) + " }"), "steps[0].coefficients"),
+    ("dunder coefficient", _sub('a = "3.4445"', '__import__ = "3.4445"'), "steps[0].coefficients.__import__"),
+    ("upper-case coefficient", _sub('a = "3.4445"', 'A = "3.4445"'), "steps[0].coefficients.A"),
+    ("upper-case variable", _sub("[variables.x]", "[variables.X]"), "variables.X"),
+    ("keyword variable", _sub("[variables.x]", "[variables.if]"), "variables.if"),
+    ("keyword let", _sub(UPDATE, UPDATE + '\nlet = { class = "x*x" }'), "steps[0].let.class"),
+    ("variable not a table", _sub('[variables.x]\nkind = "rectangular"\ninit = "g"\n', "[variables]\nx = 3\n"),
+     "variables.x"),
+    ("wrong parity init", _sub('init = "g"', 'init = "g*g"'), "variables.x.init"),
+    ("steps not an array", BASE[:BASE.index("[[steps]]")].replace('target = "polar"\n', 'target = "polar"\nsteps = 3\n')
+     + BASE[BASE.index("[output]"):], "steps"),
+    ("update of undeclared", _sub(UPDATE, 'update = { y = "x" }'), "steps[0].update.y"),
+    # targets and output scaling
+    ("p on polar", _inline("p", '"1/2"'), "p"),
+    ("r on polar", _inline("r", "2"), "r"),
+    ("power p = 2", _sub('target = "polar"', 'target = "power"\np = "2"').replace(
+        'var = "x"', 'var = "x"\nrescale = "rms"'), "p"),
+    ("power p = 1/0", _sub('target = "polar"', 'target = "power"\np = "1/0"'), "p"),
+    ("power without rescale", _sub('target = "polar"', 'target = "power"\np = "1/2"'), "output.rescale"),
+    ("polar with rms", _sub('var = "x"', 'var = "x"\nrescale = "rms"'), "output.rescale"),
+    ("polar rescaled by norm", _sub('var = "x"', 'var = "x"\nrescale = "norm"\nexponent = "1"'),
+     "output.exponent"),
+    ("rescale without normalization", _sub('eps = "1e-7"', 'eps = "1e-7"\nnorm = "none"').replace(
+        'var = "x"', 'var = "x"\nrescale = "norm"\nexponent = "0"'), "output.rescale"),
+    # restart hints and fitted parameters
+    ("restart_every negative", BASE + "\n[hints]\nrestart_every = -1\n", "hints.restart_every"),
+    ("restart_every huge", BASE + "\n[hints]\nrestart_every = 1000000000\n", "hints.restart_every"),
+    ("unknown form", BASE + '\n[hints]\nform = "weird"\n', "hints.form"),
+]
+
+
+def _root(text_r: str) -> str:
+    return (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "inv_root_2.toml").read_text() \
+        if not text_r else text_r
+
+
+INV_ROOT = _root("")
+INV_OUT = 'rescale = "norm"\nexponent = "-1/2"'
+MALFORMED += [
+    ("inverse root unscaled", INV_ROOT.replace(INV_OUT, ""), "output.rescale"),
+    ("inverse root wrong exponent", INV_ROOT.replace(INV_OUT, 'rescale = "norm"\nexponent = "-1/4"'),
+     "output.exponent"),
+    ("inverse root r = 2.5", INV_ROOT.replace('r = "2"', 'r = "2.5"'), "r"),
+    ("inverse root r = 0", INV_ROOT.replace('r = "2"', "r = 0"), "r"),
+    ("p on inverse root", INV_ROOT.replace('r = "2"', 'r = "2"\np = "1/2"'), "p"),
+]
+
+PRISM = (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "prism_polar.toml").read_text()
+FIT = 'fit = { param = "alpha", interval = ["3/8", "29/20"], residual = "r", sketch = 8 }'
+MALFORMED += [
+    ("fit param torch", PRISM.replace('param = "alpha"', 'param = "torch"').replace("alpha", "torch"),
+     "steps[0].fit.param"),
+    ("fit param temporary", PRISM.replace("alpha", "t0"), "steps[0].fit.param"),
+    ("fit param builtin", PRISM.replace("alpha", "range"), "steps[0].fit.param"),
+    ("fit residual not a let", PRISM.replace('residual = "r"', 'residual = "q"'), "steps[0].fit.residual"),
+    ("fit sketch huge", PRISM.replace("sketch = 8", "sketch = 1000000000"), "steps[0].fit.sketch"),
+    ("fit interval reversed", PRISM.replace('["3/8", "29/20"]', '["29/20", "3/8"]'), "steps[0].fit.interval"),
+    ("fit step of high degree", PRISM.replace('"1 - x**2"', '"1 - x**40"'), "steps[0].fit"),
+]
+
+# TOML-level and file-level cases (field None: the error names no field, only file and line)
+MALFORMED += [
+    ("5000-deep arrays", _inline("p", "[" * 5000 + "]" * 5000), None),
+    ("5000-deep inline tables", _inline("p", "{a = " * 5000 + "1" + "}" * 5000), None),
+    ("invalid TOML", BASE + "\n[[[broken\n", None),
+    ("file over 256 KiB", BASE + "#" + "x" * (300 * 1024) + "\n", None),
+    ("empty file", "", "name"),
+    ("NUL in a string", _sub('description = "corpus base"', 'description = "a\u0000b"'), None),
+]
+
+# Cases given as raw bytes (not UTF-8): (id, bytes, field)
+MALFORMED_BYTES: list[tuple[str, bytes, str | None]] = [
+    ("latin-1 file", BASE.replace("corpus base", "caf\u00e9").encode("latin-1"), None),
+    ("lone continuation byte", b"name = \"a\x80\"\n" + BASE.encode(), None),
+]
+
+
+def valid_cases(sentinel: str) -> list[tuple[str, str, str, str]]:
+    """(id, file name, spec text, benign text): injection attempts that are valid specs. Each must load and run,
+    execute nothing, and generate a module with the same code as the benign text (only literals differ)."""
+    p = payload(sentinel)
+    desc = _sub('description = "corpus base"',
+                f"description = {_toml_str(chr(34) * 3 + chr(10) + p + chr(10) + chr(34) * 3)}")
+    desc2 = _sub('description = "corpus base"',
+                 f"description = {_toml_str(chr(39) * 3 + chr(10) + p + chr(10) + chr(39) * 3 + chr(92))}")
+    label = _sub('label = "ns5"', f"label = {_toml_str('ns5' + chr(10) + p + chr(10) + '#')}")
+    label_cr = _sub('label = "ns5"', f"label = {_toml_str('ns5' + chr(13) + p)}")
+    odd = _sub('description = "corpus base"',
+               f"description = {_toml_str('{{ 7*7 }} {% raw %} ' + chr(0x2028) + chr(0x0c) + chr(0x85) + p)}")
+    cubic = NS_CUBIC.replace("repeat = 14", "repeat = 60") if "repeat = 14" in NS_CUBIC else None
+    cases = [
+        ("docstring break", "desc.toml", desc, BASE),
+        ("docstring break single quotes", "desc2.toml", desc2, BASE),
+        ("label newline", "label.toml", label, BASE),
+        ("label carriage return", "label_cr.toml", label_cr, BASE),
+        ("jinja syntax and separators", "odd.toml", odd, BASE),
+        # a file name cannot hold "/": this payload writes the sentinel into the working folder
+        ("file name newline", "spec\n" + payload(SENTINEL_NAME) + "\n#.toml", BASE, BASE),
+        ("file name quotes", "sp'e\"c{{x}}.toml", BASE, BASE),
+    ]
+    if cubic is not None:
+        cases.append(("ns_cubic repeat 60", "cubic.toml", cubic, cubic))
+    cases += [(i, f"worst{n}.toml", t, t) for n, (i, t) in enumerate(WORST[:1])]
+    return cases
+
+
+_NONE = NS_CUBIC.replace('expect = "converge"', 'expect = "none"')
+_CUBIC_UPDATE = 'update = { x = "3/2*x - 1/2*x**3" }'
+# Valid specs at the caps (docs/spec-format.md, "Limits"): the most work a spec can ask for. The first runs in
+# the test corpus, all of them in bench/spec_corpus.py.
+WORST: list[tuple[str, str]] = [
+    ("quintic at the step cap (500)", BASE.replace("repeat = 5", "repeat = 500")),
+    ("dense degree-511 step x7", _NONE.replace("repeat = 14", "repeat = 7").replace(
+        _CUBIC_UPDATE, 'let = { r = "x*x" }\nupdate = { x = "x*(1 - r)**255" }')),
+    ("x**16383 x500", _NONE.replace("repeat = 14", "repeat = 500").replace(_CUBIC_UPDATE,
+                                                                         'update = { x = "x**16383" }')),
+    ("91-term sum x21", _NONE.replace("repeat = 14", "repeat = 21").replace(
+        _CUBIC_UPDATE, 'let = { r = "x*x" }\nupdate = { x = "x*(' + "+".join(f"r**{k}/{k + 1}" for k in range(90))
+        + ')" }')),
+]
+
+
+def _run_case(case: dict, work: Path) -> dict:
+    import polygen
+    from polygen.errors import SpecError
+
+    path = work / case["file"]
+    if "bytes" in case:
+        path.write_bytes(bytes.fromhex(case["bytes"]))
+    else:
+        path.write_text(case["text"], encoding="utf-8")
+    out: dict = {"id": case["id"]}
+    try:
+        fn = polygen.load(path, backend="torch")
+        import torch
+
+        y = fn(torch.randn(2, 8, 16, dtype=torch.float32, generator=torch.Generator().manual_seed(0)))
+        out["result"] = "loaded"
+        out["finite"] = bool(torch.isfinite(y).all())
+        src = polygen.generate(polygen.load_spec(path), backend="torch")
+        out["source"] = src
+    except SpecError as e:
+        out.update(result="SpecError", field=e.field, line=e.line, source_label=e.source, message=str(e)[:300])
+    except Exception as e:  # noqa: BLE001 - the corpus reports whatever else escapes
+        out.update(result=type(e).__name__, message=str(e)[:300])
+    return out
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    limit_s = float(sys.argv[2])
+    as_bytes = int(sys.argv[3])
+    cases = json.loads(sys.stdin.read())
+    import polygen  # noqa: F401 - import (torch, sympy) before the address-space limit
+
+    resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
+
+    def timeout(signum: int, frame: object) -> None:
+        raise TimeoutError(f"case ran over {limit_s} s")
+
+    signal.signal(signal.SIGALRM, timeout)
+    for case in cases:
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, limit_s)
+        try:
+            res = _run_case(case, work)
+        except TimeoutError as e:
+            res = {"id": case["id"], "result": "TimeoutError", "message": str(e)}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        res["seconds"] = time.perf_counter() - t0
+        res["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        res["rss_growth_kib"] = res["maxrss_kib"] - rss0
+        print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,6 @@ import ast
 import dataclasses
 import glob
 import hashlib
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -290,4 +289,12 @@ def test_spec_path_names_are_identifiers_not_paths(tmp_path):
     with pytest.raises(SpecError, match="not UTF-8") as ei:
         polygen.load_spec(bad)
     assert ei.value.line == 1
-    os.chmod(tmp_path, 0o755)
+
+
+def test_the_demos_broken_spec_is_refused_with_the_fix():
+    """`make demo` shows this refusal; it must stay a refusal naming the line and the missing rescale."""
+    with pytest.raises(SpecError) as ei:
+        polygen.load_spec(REPO / "docs/examples/unscaled_root.toml")
+    assert ei.value.field == "output.rescale" and 'exponent = "-1/2"' in str(ei.value)
+    text = (REPO / "docs/examples/unscaled_root.toml").read_text()
+    assert text.splitlines()[ei.value.line - 1] == "[output]"

@@ -42,3 +42,14 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.fixture(autouse=True)
 def _quiet_stale_warning(recwarn):  # generated/ may be rebuilt while tests run; the warning is expected then
     yield
+
+
+def same_state(a: object, b: object) -> bool:
+    """Bitwise equality of (nested) optimizer state: tensors by dtype and value, containers by structure."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return a == b

@@ -10,6 +10,7 @@ import os
 
 import pytest
 import torch
+from conftest import same_state
 from torch import nn
 
 import polygen
@@ -36,16 +37,6 @@ def _ns_reference(G: torch.Tensor, steps: int, coeffs=NS5, eps: float = 1e-7) ->
         A = X @ X.mT
         X = a * X + (b * A + c * A @ A) @ X
     return X.mT if tall else X
-
-
-def _same_state(a: object, b: object) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def _round_trip(state_dict: dict) -> dict:
@@ -347,7 +338,7 @@ def _assert_load_fails_and_changes_nothing(opt: torch.optim.Optimizer, ckpt: dic
     groups = [dict(g) for g in opt.param_groups]
     with pytest.raises(ValueError, match=match):
         opt.load_state_dict(ckpt)
-    assert _same_state(_round_trip(opt.state_dict()), before)
+    assert same_state(_round_trip(opt.state_dict()), before)
     assert [dict(g) for g in opt.param_groups] == groups
 
 
@@ -456,7 +447,7 @@ def test_sparse_gradient_raises_the_clear_error_before_anything_changes(kind, mo
         opt.step()
     after = _snapshot([a, b], opt)
     assert all(torch.equal(x, y) for x, y in zip(before[0], after[0]))
-    assert _same_state(before[1], after[1]) and before[2] == after[2]
+    assert same_state(before[1], after[1]) and before[2] == after[2]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -472,7 +463,7 @@ def test_sparse_gradient_in_muon_with_adamw_changes_nothing(mode):
         opt.step()
     after = _snapshot(list(model.parameters()), opt)
     assert all(torch.equal(x, y) for x, y in zip(before[0], after[0]))
-    assert _same_state(before[1], after[1])
+    assert same_state(before[1], after[1])
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import same_state
 from torch import nn
 
 import polygen
@@ -77,16 +78,6 @@ def _snapshot(model: nn.Module, opt: torch.optim.Optimizer) -> tuple[list[torch.
     return [p.detach().clone() for p in model.parameters()], buf.getvalue()
 
 
-def _same_state(a: object, b: object) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 @pytest.mark.parametrize("kind", list(OPTIMIZERS))
 def test_state_dict_round_trip_is_bitwise(kind):
     model, opt = _make(kind)
@@ -121,7 +112,7 @@ def test_nonfinite_gradient_raises_before_anything_changes(kind, bad):
             opt.step()
         after_params, after_state = _snapshot(model, opt)
         assert all(torch.equal(a, b) for a, b in zip(params, after_params))
-        assert _same_state(torch.load(io.BytesIO(state)),
+        assert same_state(torch.load(io.BytesIO(state)),
                            torch.load(io.BytesIO(after_state)))
         assert (len(opt.state) == 0) == (warm == 0)
 

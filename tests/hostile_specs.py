@@ -249,6 +249,7 @@ MALFORMED += [
 ]
 
 PRISM = (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "prism_polar.toml").read_text()
+PRISM_UPDATE = next(line for line in PRISM.splitlines() if line.startswith("update"))
 FIT = 'fit = { param = "alpha", interval = ["3/8", "29/20"], residual = "r", sketch = 8 }'
 MALFORMED += [
     ("fit param torch", PRISM.replace('param = "alpha"', 'param = "torch"').replace("alpha", "torch"),
@@ -259,6 +260,12 @@ MALFORMED += [
     ("fit sketch huge", PRISM.replace("sketch = 8", "sketch = 1000000000"), "steps[0].fit.sketch"),
     ("fit interval reversed", PRISM.replace('["3/8", "29/20"]', '["29/20", "3/8"]'), "steps[0].fit.interval"),
     ("fit step of high degree", PRISM.replace('"1 - x**2"', '"1 - x**40"'), "steps[0].fit"),
+    ("fit residual uses the parameter", PRISM.replace('"1 - x**2"', '"1 - x**2 + alpha"'), "steps[0].fit.residual"),
+    ("fit let before the residual", PRISM.replace('let = { r = "1 - x**2"', 'let = { q = "alpha*x*x", r = "1 - x**2"'),
+     "steps[0].fit.residual"),
+    ("fit residual a variable", PRISM.replace('"1 - x**2"', '"x"').replace(
+        PRISM_UPDATE, 'update = { x = "x*(1 + alpha)" }'), "steps[0].fit.residual"),
+    ("forced gram on a fitted spec", PRISM + '\n[hints]\nform = "gram"\nforce = true\n', "hints.form"),
 ]
 
 # TOML-level and file-level cases (field None: the error names no field, only file and line)
@@ -269,6 +276,14 @@ MALFORMED += [
     ("file over 256 KiB", BASE + "#" + "x" * (300 * 1024) + "\n", None),
     ("empty file", "", "name"),
     ("NUL in a string", _sub('description = "corpus base"', 'description = "a\u0000b"'), None),
+    ("integer past the digit limit", _sub("repeat = 5", "repeat = " + "1" * 4400), None),
+    ("forced gram, two variables", (Path(__file__).resolve().parent.parent / "polygen" / "specs" /
+                                    "sqrt_coupled_ns.toml").read_text() + '\n[hints]\nform = "gram"\nforce = true\n',
+     "hints.form"),
+    ("bad let in a sub-table", _sub(UPDATE, '\n[steps.let]\nL1 = "x*x"\n[steps.update]\nx = "a*x"'), "steps[0].let.L1"),
+    ("bad dotted update", _sub(UPDATE, 'update.x = "x + x**2"'), EXPR),
+    ("100 kB key", _sub('a = "3.4445"', "k" * 100_000 + ' = "1", a = "3.4445"'),
+     "steps[0].coefficients." + "k" * 64 + "\u2026"),
 ]
 
 # Cases given as raw bytes (not UTF-8): (id, bytes, field)
@@ -300,6 +315,8 @@ def valid_cases(sentinel: str) -> list[tuple[str, str, str, str]]:
         # a file name cannot hold "/": this payload writes the sentinel into the working folder
         ("file name newline", "spec\n" + payload(SENTINEL_NAME) + "\n#.toml", BASE, BASE),
         ("file name quotes", "sp'e\"c{{x}}.toml", BASE, BASE),
+        # Python reads "coding[:=]..." on line 1 or 2 of a module as its encoding: the source path must not be there
+        ("file name encoding declaration", "x coding=utf_16 .toml", BASE, BASE),
     ]
     if cubic is not None:
         cases.append(("ns_cubic repeat 60", "cubic.toml", cubic, cubic))

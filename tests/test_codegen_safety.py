@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import glob
 import hashlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -176,6 +177,9 @@ def test_write_atomic_never_follows_a_planted_link(tmp_path):
     (out / "spec.py.tmp").symlink_to(victim)  # the old predictable temporary name
     write_atomic(target, "new")
     assert victim.read_text() == "keep"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # as readable as a file written with open()
     assert target.read_text() == "new" and not target.is_symlink()
     assert sorted(p.name for p in out.iterdir()) == ["spec.py", "spec.py.tmp"]
 

@@ -122,12 +122,13 @@ class Schedule:
     def count(self, *, shape_of_result: str | None = None, touches_long: bool | None = None) -> int:
         """Matmuls executed, optionally only those producing a given shape class or touching the long side."""
         n = 0
+        shapes = self.shapes() if touches_long is not None else {}
         for op, times in self.flat_ops():
             if not op.is_matmul:
                 continue
             if shape_of_result is not None and op.shape != shape_of_result:
                 continue
-            if touches_long is not None and (op_touches_long(op, self) != touches_long):
+            if touches_long is not None and (_touches_long(op, shapes) != touches_long):
                 continue
             n += times
         return n
@@ -146,7 +147,8 @@ class Schedule:
 
 def op_touches_long(op: Op, sched: Schedule) -> bool:
     """A matmul touches the long side when it reads or writes an m×n value (2·m²·n FLOPs)."""
-    if op.shape == "L":
-        return True
-    sh = sched.shapes()
-    return op.tb and sh.get(op.a) == "L"
+    return _touches_long(op, sched.shapes())
+
+
+def _touches_long(op: Op, shapes: dict[str, str]) -> bool:
+    return op.shape == "L" or (op.tb and shapes.get(op.a) == "L")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+(?:\s*\.\s*[A-Za-z0-9_\-]+)*|\"[^\"]*\")\s*=")  # dotted keys too
 # anchored after "{" or ",": an unanchored key pattern backtracks quadratically over a long run of "-" in a value
 _INLINE_KEY = re.compile(r"(?:^|[{,])\s*([A-Za-z0-9_\-]+)\s*=")
 
@@ -21,7 +21,7 @@ class Locator:
             line = raw.split("#", 1)[0] if '"' not in raw else raw
             m = _HEADER.match(line)
             if m and not _KEY.match(line):
-                parts = tuple(p.strip().strip('"') for p in m.group(2).split("."))
+                parts = _in_array(tuple(p.strip().strip('"') for p in m.group(2).split(".")), counts)
                 if m.group(1) == "[[":
                     idx = counts.get(parts, 0)
                     counts[parts] = idx + 1
@@ -32,8 +32,9 @@ class Locator:
                 continue
             k = _KEY.match(line)
             if k:
-                key = k.group(1).strip('"')
-                path = table + (key,)
+                key = k.group(1)
+                keys = (key.strip('"'),) if key.startswith('"') else tuple(p.strip() for p in key.split("."))
+                path = table + keys
                 self.lines.setdefault(path, no)
                 rest = line[k.end():]
                 if "{" in rest:
@@ -54,8 +55,18 @@ class Locator:
         return 1
 
 
+def _in_array(parts: tuple, counts: dict[tuple, int]) -> tuple:
+    """``[steps.let]`` below ``[[steps]]`` is a table of the latest steps entry: ("steps", i, "let")."""
+    for k in range(len(parts), 0, -1):
+        if parts[:k] in counts:
+            return parts[:k] + (counts[parts[:k]] - 1,) + _in_array(parts[k:], {})
+    return parts
+
+
 def field_name(path: tuple) -> str:
+    """``steps[0].update.x``; a key longer than 64 characters is cut (keys are the spec's text)."""
     out = ""
     for p in path:
+        p = p if isinstance(p, int) or len(str(p)) <= 64 else str(p)[:64] + "…"
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out

@@ -158,8 +158,16 @@ def _toml(text: str, source: str) -> dict:
         m = re.search(r"line (\d+)", str(e))
         raise SpecError(f"TOML syntax error: {e}", source=source, line=int(m.group(1)) if m else None,
                         field=None) from None
+    except ValueError as e:  # an integer literal past Python's int-to-str digit limit
+        raise SpecError(f"TOML value out of range: {str(e)[:120]}", source=source,
+                        line=_long_number_line(text)) from None
     except (RecursionError, MemoryError) as e:  # pragma: no cover - _nesting_line catches the known cases
         raise SpecError(f"TOML too complex to parse ({type(e).__name__})", source=source) from None
+
+
+def _long_number_line(text: str) -> int | None:
+    m = re.search(r"[0-9_]{4000,}", text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
 
 
 def _nesting_line(text: str, limit: int) -> int | None:
@@ -170,13 +178,19 @@ def _nesting_line(text: str, limit: int) -> int | None:
         if ch == "\n":
             line += 1
         if quote:
-            if quote == '"' and ch == "\\":
+            if quote[0] == '"' and ch == "\\":
                 i += 2
                 continue
-            if ch == quote:
-                quote = ""
+            if text.startswith(quote, i):
+                end = i + len(quote)
+                while len(quote) == 3 and end < min(n, i + 5) and text[end] == quote[0]:
+                    end += 1  # a multi-line string may end in up to two more quotes of its own
+                i, quote = end, ""
+                continue
         elif ch in "\"'":
-            quote = ch
+            quote = ch * 3 if text.startswith(ch * 3, i) else ch  # multi-line strings close on their triple
+            i += len(quote)
+            continue
         elif ch == "#":
             while i < n and text[i] != "\n":
                 i += 1
@@ -325,10 +339,24 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
                   restart_every=restart, force=force)
     description = ctx.text(doc, "description", (), "")
 
-    return SpectralMap(name=name, target=target, domain=(lo, hi), input_kind=input_kind, input_symbol=input_symbol,
+    smap = SpectralMap(name=name, target=target, domain=(lo, hi), input_kind=input_kind, input_symbol=input_symbol,
                        normalization=normalization, variables=tuple(variables), steps=tuple(steps),
                        outputs=outputs, verify=verify, hints=hints, power=power, description=description,
                        source=source, source_hash=spec_hash(text))
+    if hints.force and hints.form == "gram":
+        _check_gram_hint(ctx, smap)
+    return smap
+
+
+def _check_gram_hint(ctx: _Ctx, smap: SpectralMap) -> None:
+    """A forced Gram form must be realizable, or scheduling fails later without naming the spec's line."""
+    from polygen.passes.normalize import normalize
+    from polygen.passes.plan_gram_space import gram_space_applicable
+
+    if smap.total_steps < 2 or not gram_space_applicable(normalize(smap)):
+        raise ctx.error(("hints", "form"), 'form = "gram" with force = true needs one rectangular variable, '
+                                           "started at the input and updated by x·h(x²) in each of at least two "
+                                           "steps, and no fitted step")
 
 
 def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: set[str],
@@ -403,9 +431,7 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
     const_syms = {coef_syms[c]: sp.Float(v, 30) if v != int(v) else sp.Integer(int(v)) for c, v in const.items()}
     mat_syms = [sp.Symbol(v) for v in kinds] + [sp.Symbol(n) for n, _, _ in lets_expr]
     if fit_spec is not None:
-        if fit_spec["residual"] not in {n for n, _, _ in lets_expr}:
-            raise ctx.error(path + ("fit", "residual"),
-                            f"residual {fit_spec['residual']!r} must name a let of this step")
+        _check_fit_lets(ctx, path + ("fit",), fit_spec, [(n, e) for n, e, _ in lets_expr])
         mat_syms.append(sp.Symbol(fit_spec["param"]))
     out: list[Step] = []
     for j, row in enumerate(rows):
@@ -431,6 +457,9 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
         if fit_spec is not None:
             fit = _derive_fit(ctx, path, fit_spec, [(n, e.xreplace(subs)) for n, e, _ in lets_expr],
                               [(v, e.xreplace(subs)) for v, e in upd_expr], list(kinds))
+        if fit_spec is not None and fit_spec["residual"] in local_rect:
+            raise ctx.error(path + ("fit", "residual"), f"residual {fit_spec['residual']!r} must be even in the "
+                                                        "rectangular variables (a Gram-space matrix such as 1 - x²)")
         out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label),
                         orders=orders, fit=fit))
     return out
@@ -580,6 +609,25 @@ def _derive_fit(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Exp
         raise ctx.error(fpath + ("param",), f"the next residual does not depend on {spec['param']!r}")
     coeffs = tuple(_freeze(ctx, poly_a.coeff_monomial(a_sym**i), [r_sym], fpath) for i in range(deg + 1))
     return Fit(spec["param"], spec["lo"], spec["hi"], spec["residual"], spec["sketch"], coeffs)
+
+
+def _check_fit_lets(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Expr]]) -> None:
+    """The residual R is a let that does not depend on the fitted parameter, and every let that does comes
+    after R: the generated code forms R, fits the parameter on it, then evaluates what uses the parameter."""
+    names = [n for n, _ in lets]
+    if spec["residual"] not in names:
+        raise ctx.error(path + ("residual",), f"residual {spec['residual']!r} must name a let of this step")
+    uses: dict[str, bool] = {}
+    param = sp.Symbol(spec["param"])
+    for n, e in lets:
+        uses[n] = param in e.free_symbols or any(uses.get(str(s), False) for s in e.free_symbols)
+    if uses[spec["residual"]]:
+        raise ctx.error(path + ("residual",), f"residual {spec['residual']!r} depends on the fitted parameter "
+                                              f"{spec['param']!r}: it is what the parameter is fitted on")
+    early = [n for n in names[:names.index(spec["residual"])] if uses[n]]
+    if early:
+        raise ctx.error(path + ("residual",), f"lets {early} use {spec['param']!r} but come before the residual "
+                                              f"{spec['residual']!r}; define the residual first")
 
 
 def _check_fit_size(ctx: _Ctx, path: tuple, exprs: list[sp.Expr], variables: list[str]) -> None:

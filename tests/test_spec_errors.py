@@ -145,8 +145,9 @@ def test_diverging_spec_is_an_error_unless_it_opts_out():
     smap = polygen.parse_spec(text, source="d.toml")
     from polygen.passes.verify_convergence import verify_convergence
 
-    with pytest.raises(polygen.ConvergenceError, match="does not converge"):
+    with pytest.raises(polygen.ConvergenceError, match="does not converge") as ei:
         verify_convergence(smap)
+    assert (ei.value.source, ei.value.field, ei.value.line) == ("d.toml", "verify", line_of(text, "[verify]"))
     with pytest.raises(polygen.ConvergenceError):
         polygen.generate(smap)
     ok = polygen.parse_spec(text.replace('expect = "converge"', 'expect = "none"'), source="d.toml")

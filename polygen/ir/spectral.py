@@ -141,6 +141,11 @@ class SpectralMap:
     description: str = ""
     source: str = "<str>"
     source_hash: str = ""
+    # 1-based lines of the spec's tables, for errors raised after parsing (the verifier's): (field, line)
+    lines: tuple[tuple[str, int], ...] = ()
+
+    def line_of(self, field: str) -> int | None:
+        return dict(self.lines).get(field)
 
     def variable(self, name: str) -> Variable:
         for v in self.variables:

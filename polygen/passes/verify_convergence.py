@@ -139,5 +139,6 @@ def verify_convergence(smap: SpectralMap) -> Report:
     """Raise :class:`ConvergenceError` when the map breaks its ``[verify]`` claim on the domain."""
     rep = verify_map(smap)
     if not rep.ok:
-        raise ConvergenceError("; ".join(rep.failures) + f"\n{rep}", source=smap.source, field="verify")
+        raise ConvergenceError("; ".join(rep.failures) + f"\n{rep}", source=smap.source, field="verify",
+                               line=smap.line_of("verify") or smap.line_of("domain"))
     return rep

@@ -342,7 +342,9 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     smap = SpectralMap(name=name, target=target, domain=(lo, hi), input_kind=input_kind, input_symbol=input_symbol,
                        normalization=normalization, variables=tuple(variables), steps=tuple(steps),
                        outputs=outputs, verify=verify, hints=hints, power=power, description=description,
-                       source=source, source_hash=spec_hash(text))
+                       source=source, source_hash=spec_hash(text),
+                       lines=tuple((f, ctx.loc.lines[(f,)]) for f in ("verify", "domain", "output", "hints")
+                                   if (f,) in ctx.loc.lines))
     if hints.force and hints.form == "gram":
         _check_gram_hint(ctx, smap)
     return smap

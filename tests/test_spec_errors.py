@@ -66,7 +66,7 @@ CASES = [
     ("mixed parity", 'x = "a*x + b*x**3 + c*x**5"', 'x = "a*x + b*x**2"', "steps[0].update.x", "update =",
      "mixes odd and even"),
     ("repeat of 0", "repeat = 5", "repeat = 0", "steps[0].repeat", "repeat =",
-     "repeat must be an integer in [1, 500]"),
+     "repeat must be an integer in [1, 256]"),
     ("non-numeric coefficient", 'a = "3.4445"', 'a = "x"', "steps[0].coefficients.a", "coefficients =",
      "unknown symbol"),
     ("string coefficient", 'a = "3.4445"', 'a = "hello"', "steps[0].coefficients.a", "coefficients =",

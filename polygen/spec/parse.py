@@ -50,10 +50,10 @@ _HINT_KEYS = {"form", "restart_every", "force"}
 # parsing, verifying and scheduling bounded for any input (docs/spec-format.md, "Limits").
 MAX_SPEC_BYTES = 256 * 1024
 MAX_NESTING = 32  # arrays / inline tables inside each other
-MAX_STEPS = 256  # [[steps]] entries
-MAX_REPEAT = 500
-MAX_TABLE_ROWS = 500
-MAX_TOTAL_STEPS = 500  # step instances: repeats and table rows, summed
+MAX_STEPS = 128  # [[steps]] entries
+MAX_REPEAT = 256
+MAX_TABLE_ROWS = 256
+MAX_TOTAL_STEPS = 256  # step instances: repeats and table rows, summed
 MAX_NAMES = 64  # variables, lets, coefficients, updates or table columns in one table
 MAX_TOTAL_TERMS = 2_000  # polynomial terms over all step instances (what lowering and verification work on)
 MAX_TEXT_CHARS = 4_000  # description, label

@@ -19,9 +19,10 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from polygen.resources import template_dir
 from polygen.runtime.files import BODY_HASH, body_digest
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATE_DIR = template_dir()
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -121,8 +122,8 @@ def _join(items: Iterable[object], sep: str = "") -> Code:
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     if not TEMPLATE_DIR.is_dir():
-        raise FileNotFoundError(f"polygen templates not found at {TEMPLATE_DIR}; install polygen from a checkout "
-                                "(pip install -e .) so templates/ sits next to the package")
+        raise FileNotFoundError(f"polygen templates not found at {TEMPLATE_DIR} (the package polygen._templates): "
+                                "a broken install")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False,
                              autoescape=True, finalize=_finalize)

@@ -17,9 +17,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from polygen.resources import generated_dir
 from polygen.runtime.files import BODY_HASH, body_digest, write_atomic
 
-GENERATED_DIR = Path(os.environ.get("POLYGEN_GENERATED", Path(__file__).resolve().parent.parent.parent / "generated"))
+GENERATED_DIR = generated_dir()
 CACHE_DIR = Path(os.environ.get("POLYGEN_CACHE", Path.home() / ".cache" / "polygen"))
 BACKENDS = ("torch", "triton")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from polygen.errors import SpecError
@@ -9,7 +10,7 @@ from polygen.ir.spectral import SpectralMap
 from polygen.spec.names import SPEC_NAME
 from polygen.spec.parse import MAX_SPEC_BYTES, parse_spec, spec_hash
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specs"
+BUILTIN_DIR = Path(str(files("polygen") / "specs"))  # package data, found as the templates are
 
 __all__ = ["BUILTIN_DIR", "list_specs", "load_spec", "parse_spec", "spec_hash", "spec_path", "spec_text"]
 

@@ -1,0 +1,86 @@
+"""The built wheel works outside a checkout: templates/ and generated/ travel in it and are found through
+importlib.resources (a wheel without them could not run a single spec)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+IGNORE = shutil.ignore_patterns(".venv", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", "out",
+                                "build", "*.egg-info", "__pycache__", ".whl")
+
+SCRIPT = textwrap.dedent('''
+    import subprocess, sys, warnings
+    from pathlib import Path
+    warnings.simplefilter("error")  # a stale or missing generated module would warn: not in a good wheel
+    target = Path(sys.argv[1])
+    import torch
+    import polygen
+    from polygen.optim import Muon, MuonP, Shampoo
+    from polygen.runtime.loader import module_for
+
+    assert Path(polygen.__file__).is_relative_to(target), polygen.__file__
+    for name in ("muon_ns5", "inv_root_2", "muonp_1_3"):
+        mod = module_for(name, "torch")
+        assert Path(mod.__file__).is_relative_to(target / "polygen" / "_generated"), mod.__file__
+    G = torch.randn(2, 16, 48, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(polygen.load("polar_express", backend="torch")(G)).all()
+    for opt_cls, kw in ((Muon, {"ns_dtype": torch.float32}), (MuonP, {}), (Shampoo, {})):
+        p = torch.nn.Parameter(torch.randn(16, 24, generator=torch.Generator().manual_seed(1)))
+        before = p.detach().clone()
+        opt = opt_cls([p], lr=0.01, **kw)
+        p.grad = torch.randn_like(p)
+        opt.step()
+        assert torch.isfinite(p).all() and not torch.equal(p, before), opt_cls.__name__
+    src = polygen.generate("muon_ns5", backend="torch")
+    assert src == (target / "polygen/_generated/torch/muon_ns5.py").read_text()
+    out = Path("built")
+    subprocess.run([sys.executable, "-m", "polygen.cli", "build", "muon_ns5", "--out", str(out)], check=True)
+    assert (out / "torch" / "muon_ns5.py").read_text() == src
+    text = (target / "polygen/specs/muon_ns5.toml").read_text().replace('name = "muon_ns5"', 'name = "mine"')
+    Path("mine.toml").write_text(text.replace("repeat = 5", "repeat = 6"))
+    assert torch.isfinite(polygen.load("mine.toml", backend="torch")(G)).all()
+    print("wheel ok")
+''')
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wheel")
+    src, wheels, target = root / "src", root / "dist", root / "site"
+    shutil.copytree(REPO, src, ignore=IGNORE)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(src)], check=True,
+                   capture_output=True)
+    (wheel,) = wheels.glob("polygen-*.whl")
+    subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)], check=True,
+                   capture_output=True)
+    return root, target
+
+
+def test_wheel_runs_specs_optimizers_and_the_compiler_outside_a_checkout(installed):
+    root, target = installed
+    work = root / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("POLYGEN_GENERATED", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(target), POLYGEN_CACHE=str(root / "cache"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(target)], cwd=work, env=env, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "wheel ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_wheel_carries_templates_and_generated(installed):
+    _, target = installed
+    pkg = target / "polygen"
+    assert (pkg / "_templates" / "torch" / "module.py.jinja").is_file()
+    assert (pkg / "_templates" / "triton" / "configs.toml").is_file()
+    names = sorted(p.stem for p in (REPO / "polygen" / "specs").glob("*.toml"))
+    for backend in ("torch", "triton"):
+        assert sorted(p.stem for p in (pkg / "_generated" / backend).glob("*.py")) == names

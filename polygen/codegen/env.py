@@ -14,7 +14,6 @@ import functools
 import keyword
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 import jinja2
 from markupsafe import Markup

@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # A pinned torch resolves to the CPU build here; any other spec may pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# Pinned too: generated/ carries a compiler key that covers the torch and Triton versions (polygen check).
+TRITON := triton==3.9.0
 SHAPE ?= 1024x4096
 PYTEST_ARGS ?=
 
@@ -15,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,triton]' $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev,triton]' $(TORCH) $(TRITON)
 	touch $@
 
 build: venv

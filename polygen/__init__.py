@@ -1,23 +1,46 @@
 """polygen: a compiler for polynomial matrix iterations (spec → spectral IR → schedule → generated code).
 
-Public API (see ../shared/DESIGN.md §2): ``load_spec``, ``parse_spec``, ``list_specs``, ``schedule``,
-``generate``, ``load``; optimizers live in ``polygen.optim``.
+Public API (../shared/DESIGN.md §2): ``load_spec``, ``parse_spec``, ``list_specs``, ``schedule``, ``generate``,
+``load``; optimizers live in ``polygen.optim``. Names are imported on first use, so ``import polygen`` and
+``polygen.load("muon_ns5")`` stay light: the compiler (SymPy, the passes, the templates) loads only for
+``parse_spec``, ``schedule``, ``generate`` and user specs not yet in the cache.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from polygen.errors import ConvergenceError, PolygenError, ScheduleError, SpecError, StaleGeneratedError
 
 __version__ = "0.1.0"
 
-from polygen.driver import generate, schedule  # noqa: E402
-from polygen.errors import (  # noqa: E402
-    ConvergenceError,
-    PolygenError,
-    ScheduleError,
-    SpecError,
-    StaleGeneratedError,
-)
-from polygen.runtime import load  # noqa: E402
-from polygen.spec import list_specs, load_spec, parse_spec  # noqa: E402
+_LAZY = {
+    "generate": "polygen.driver", "schedule": "polygen.driver",
+    "load": "polygen.runtime", "list_specs": "polygen.runtime.specfiles",
+    "load_spec": "polygen.spec", "parse_spec": "polygen.spec",
+}
 
 __all__ = [
     "ConvergenceError", "PolygenError", "ScheduleError", "SpecError", "StaleGeneratedError",
     "__version__", "generate", "list_specs", "load", "load_spec", "parse_spec", "schedule",
 ]
+
+
+_SUBMODULES = {"cli", "codegen", "compare", "cost", "driver", "errors", "fit", "ir", "optim", "passes", "plot",
+               "resources", "runtime", "spec"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:  # ``polygen.spec.…`` works after a bare ``import polygen``, as before
+        value = importlib.import_module(f"polygen.{name}")
+    else:
+        raise AttributeError(f"module 'polygen' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -15,7 +15,7 @@ from polygen.spec import load_spec
 
 
 def _spec(spec: Any) -> SpectralMap:
-    return spec if isinstance(spec, SpectralMap) else load_spec(spec)
+    return spec if isinstance(spec, SpectralMap) else load_spec(spec)  # a name, a path or a SpecText
 
 
 def compile_stages(spec: Any, *, check: bool = True) -> Stages:
@@ -53,6 +53,12 @@ def generate(spec: Any, backend: str = "torch") -> str:
 
         return emit_triton(stages)
     raise ValueError(f"backend must be 'torch' or 'triton', got {backend!r}")
+
+
+def compile_module(spec: Any, backend: str) -> str:
+    """The product's one way into the compiler: the source of ``spec``'s module for ``backend``, called by the
+    runtime only when neither generated/ nor the cache holds it (runtime/loader.py)."""
+    return generate(spec, backend=backend)
 
 
 def available_backends() -> tuple[str, ...]:

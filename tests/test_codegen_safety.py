@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import glob
-import hashlib
 import os
 import sys
 import warnings
@@ -191,12 +190,12 @@ def test_planted_cache_file_is_replaced_not_imported(monkeypatch, tmp_path):
     text = (REPO / "polygen/specs/muon_ns5.toml").read_text().replace('name = "muon_ns5"', 'name = "mine"')
     spec = tmp_path / "mine.toml"
     spec.write_text(text)
-    src = polygen.generate(polygen.load_spec(spec), backend="torch")
-    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
+    planted = loader.cache_path(polygen.spec.spec_hash(text), "torch", "mine")  # the name the loader will use
     sentinel = tmp_path / "PWNED"
-    (tmp_path / f"torch_mine_{digest}.py").write_text(f"open({str(sentinel)!r}, 'w')\n")
+    planted.write_text(f"# spec sha256: {polygen.spec.spec_hash(text)}\nopen({str(sentinel)!r}, 'w')\n")
     polygen.load(spec, backend="torch")
     assert not sentinel.exists()
+    assert "open(" not in planted.read_text()  # replaced by the compiled module
 
 
 def test_build_keeps_built_in_files_and_its_output_folder(tmp_path):

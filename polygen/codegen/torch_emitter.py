@@ -10,6 +10,7 @@ from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
 from polygen.passes.symmetry import block_triangle_ops
+from polygen.runtime.compiler_key import compiler_key
 
 TARGET_DOC = {
     "polar": "The polar factor U Vᵀ (approximately, per the spec's map)",
@@ -108,10 +109,10 @@ def module_view(stages: Stages, backend: str, about: str, source_label: str | No
     out = smap.outputs[0]
     source = source_label or _relative_source(smap.source)
     return {
-        "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source),
+        "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source, compiler_key()),
         "docstring": docstring(f"{smap.description or smap.name}\n\n{about}\n"),
         "name": ident(smap.name), "name_literal": py(smap.name), "spec_hash": py(smap.source_hash),
-        "version": py(__version__), "target": py(smap.target), "input_kind": smap.input_kind,
+        "version": py(__version__), "target": py(smap.target), "power": py(smap.power), "input_kind": smap.input_kind,
         "input_kind_literal": py(smap.input_kind), "target_doc": Code(TARGET_DOC[smap.target]),
         "norm": smap.normalization.norm, "safety": py(smap.normalization.safety),
         "eps": py(smap.normalization.eps), "rescale": out.rescale, "exponent": py(out.exponent),

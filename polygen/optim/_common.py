@@ -6,12 +6,14 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from polygen.runtime import load
+from polygen.runtime.specfiles import read_spec
 
 NONFINITE_MODES = ("raise", "skip", "off")
 BACKENDS = ("auto", "torch", "triton")
@@ -153,25 +155,35 @@ def spec_function(key: tuple, make_spec: Any, backend: str) -> Any:
 
 
 def content_key(smap: Any) -> tuple:
-    """The cache key of a parsed spec: its name and the sha256 of its text."""
+    """The cache key of a spec: its name and the sha256 of its text."""
     return ("map", smap.name, smap.source_hash)
 
 
-def cached_spec(spec: Any) -> Any:
-    """``polygen.load_spec`` memoized by content (parsing runs SymPy, and optimizers validate their spec for
-    every param group). A name or path is read and hashed at every call and keyed by (sha256 of the text,
-    source label), never by path or mtime: an edited file — same size and mtime even — or the same relative
-    path from another working directory is the text the file holds now."""
-    from polygen.spec import load_spec, spec_hash, spec_text
+@dataclass(frozen=True)
+class SpecInfo:
+    """What an optimizer checks of a spec, and the spec value to load it by. Read from the spec's generated
+    module (a built-in never needs the compiler); ``spec`` is the text as read then (or the parsed spec given),
+    so the function loaded later is of that same content."""
 
-    if not isinstance(spec, (str, Path)):
-        return load_spec(spec)
-    text, source = spec_text(spec)
-    smap = _SPEC_CACHE.get((spec_hash(text), source))
-    if smap is None:
-        smap = load_spec(spec)  # checks a built-in's name too; reads the file again, so key by what it parsed
-        _SPEC_CACHE[(smap.source_hash, smap.source)] = smap
-    return smap
+    spec: Any
+    name: str
+    target: str
+    input_kind: str
+    power: float
+    source_hash: str
+
+
+def cached_spec(spec: Any) -> SpecInfo:
+    """A spec's :class:`SpecInfo`, memoized by content. A name or path is read and hashed at every call and keyed
+    by (sha256 of the text, source label), never by path or mtime: an edited file — same size and mtime even —
+    or the same relative path from another working directory is the text the file holds now."""
+    value = read_spec(spec) if isinstance(spec, (str, Path)) else spec
+    key = (value.source_hash, value.source)
+    info = _SPEC_CACHE.get(key)
+    if info is None:
+        fn = load(value, backend="torch")
+        info = _SPEC_CACHE[key] = SpecInfo(value, fn.name, fn.target, fn.input_kind, fn.power, fn.source_hash)
+    return info
 
 
 def loadable_groups(opt: Any, saved: Sequence[dict]) -> tuple[list[dict], dict]:

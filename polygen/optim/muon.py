@@ -43,6 +43,7 @@ from polygen.optim._common import (
     resolve_backend,
     spec_function,
 )
+from polygen.runtime.specfiles import SpecText
 
 __all__ = ["Muon"]
 
@@ -97,7 +98,7 @@ expect = "none"
 
 
 def _load_spec_checked(spec: Any, target: str, owner: str) -> Any:
-    """The parsed spec, or ValueError naming the ``spec`` argument."""
+    """The spec's :class:`SpecInfo`, or ValueError naming the ``spec`` argument."""
     if not isinstance(spec, (str, Path)) and not hasattr(spec, "source_hash"):
         raise ValueError(f"spec must be a built-in spec name, a path or a parsed spec; got {spec!r}")
     try:
@@ -114,8 +115,8 @@ def _load_spec_checked(spec: Any, target: str, owner: str) -> Any:
 
 def _checked_spec_factory(spec: Any, target: str, owner: str) -> tuple[tuple, Callable[[], Any]]:
     """(content key, factory) of a group's spec, read and checked now."""
-    smap = _load_spec_checked(spec, target, owner)
-    return content_key(smap), lambda: smap
+    info = _load_spec_checked(spec, target, owner)
+    return content_key(info), lambda: info.spec
 
 
 class MatrixOptimizer(Optimizer):
@@ -187,7 +188,7 @@ class MatrixOptimizer(Optimizer):
             backend = resolve_backend(group["backend"], device)
             fn = functions[(self._function_key(group), backend)] = self._load_function(group, backend)
             if self.ns_plan is not None and self.ns_plan not in fn.plans:
-                raise ValueError(f"ns_plan={self.ns_plan!r}: spec {fn.spec.name!r} has plans "
+                raise ValueError(f"ns_plan={self.ns_plan!r}: spec {fn.name!r} has plans "
                                  f"{', '.join(fn.plans)}")
         return functions
 
@@ -383,11 +384,7 @@ class Muon(MatrixOptimizer):
         if self._custom_ns(group):
             text = ns_spec_text(group["ns_coefficients"], group["ns_steps"], group["eps"])
 
-            def make() -> Any:
-                from polygen import parse_spec
-
-                return parse_spec(text, source="<polygen.optim.Muon ns_coefficients>")
-            return self._function_key(group), make
+            return self._function_key(group), lambda: SpecText(text, "<polygen.optim.Muon ns_coefficients>")
         return _checked_spec_factory(group["spec"], self._target, type(self).__name__)
 
     def _lr_scale(self, group: dict[str, Any], m: int, n: int) -> float:

@@ -243,7 +243,7 @@ class Shampoo(Optimizer):
                                   f"root_method='eigh' (pass root_spec= a target='inverse_root' spec)", stacklevel=6)
             if spec is not None:
                 smap = self._check_root_spec(spec, r)  # read now: the content keys the shared cache
-                fn = spec_function(content_key(smap), lambda: smap, resolve_backend(group["backend"], device))
+                fn = spec_function(content_key(smap), lambda: smap.spec, resolve_backend(group["backend"], device))
 
                 def polygen_root(A: Tensor) -> Tensor:
                     eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)

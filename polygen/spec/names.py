@@ -14,8 +14,9 @@ import builtins
 import keyword
 import re
 
+from polygen.runtime.specfiles import SPEC_NAME
+
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-SPEC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 # Lower-case names bound at module level or inside plan functions by the templates and the passes.
 RESERVED = frozenset({
     "apply", "choose_plan", "coef", "lincomb", "math", "matmul", "os", "pair_matmul", "polygen", "sym_matmul",

@@ -6,7 +6,6 @@ SymPy expands and checks the algebra exactly; the result is frozen at once into 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import tomllib
@@ -32,6 +31,7 @@ from polygen.ir.spectral import (
     VerifyPolicy,
     target_exponent,
 )
+from polygen.runtime.specfiles import MAX_SPEC_BYTES, spec_hash
 from polygen.spec.expr import ExprError, parse_expr, symbol_order
 from polygen.spec.locate import Locator, field_name
 from polygen.spec.names import check_name, check_spec_name
@@ -48,7 +48,6 @@ _HINT_KEYS = {"form", "restart_every", "force"}
 
 # Caps far above any real spec (the largest built-in has 14 coefficients and 8 steps); each keeps the work of
 # parsing, verifying and scheduling bounded for any input (docs/spec-format.md, "Limits").
-MAX_SPEC_BYTES = 256 * 1024
 MAX_NESTING = 32  # arrays / inline tables inside each other
 MAX_STEPS = 128  # [[steps]] entries
 MAX_REPEAT = 256
@@ -137,10 +136,6 @@ class _Ctx:
         if not isinstance(v, dict):
             raise self.error(path + (key,), f"expected a table, got {type(v).__name__}")
         return v
-
-
-def spec_hash(text: str) -> str:
-    return hashlib.sha256(text.replace("\r\n", "\n").encode()).hexdigest()
 
 
 def _toml(text: str, source: str) -> dict:

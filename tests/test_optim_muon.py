@@ -253,3 +253,25 @@ def test_invalid_group_override_is_rejected_and_not_added():
     with pytest.raises(ValueError, match="lr"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(4, 4))], "lr": -1})
     assert len(opt.param_groups) == 1
+
+
+def test_a_lone_tall_matrix_goes_to_the_spec_as_a_contiguous_stack(monkeypatch):
+    """A transposed view rounds differently from the same matrix in a stack (bf16, 512×256: 4e-4 apart), so
+    every bucket reaches the generated code as a contiguous (k, m, n) stack with m <= n. (Full bitwise
+    independence of the bucket does not hold in float32: torch's CPU baddbmm takes another path for a batch of
+    one; see the issue note.)"""
+    from polygen.optim import Muon
+
+    seen = []
+    orig = Muon.orthogonalize
+
+    def spy(self, fn, X):
+        seen.append((tuple(X.shape), X.is_contiguous()))
+        return orig(self, fn, X)
+
+    monkeypatch.setattr(Muon, "orthogonalize", spy)
+    p = torch.nn.Parameter(torch.randn(96, 48))
+    opt = Muon([p], lr=0.1, ns_dtype=torch.bfloat16)
+    p.grad = torch.randn_like(p)
+    opt.step()
+    assert seen == [((1, 48, 96), True)]

@@ -281,7 +281,10 @@ class MatrixOptimizer(Optimizer):
                 X = u.reshape(b, m, n)
                 mats.append(X.mT if m > n else X)
             # convert, then stack: the stacked copy is then in the (narrower) iteration dtype
-            X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else mats[0].to(ns_dtype)
+            # always a contiguous (k, m, n) stack: a lone tall matrix passed as its transposed view would round
+            # differently from the same matrix in a stack, making an update depend on its bucket's neighbours
+            X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else \
+                mats[0].to(ns_dtype, memory_format=torch.contiguous_format)
             out = self.orthogonalize(fn, X)
             outs = out.split([e[3] for e in entries])
             # apply per (group, lr scale): decoupled weight decay, then the scaled update (torch's order)

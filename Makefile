@@ -41,11 +41,11 @@ lint: venv
 	$(BIN)/ruff check polygen tests bench
 
 typecheck: venv
-	$(BIN)/mypy polygen/ir polygen/passes
+	$(BIN)/mypy polygen
 
 test: venv
 	$(BIN)/ruff check polygen tests bench
-	$(BIN)/mypy polygen/ir polygen/passes
+	$(BIN)/mypy polygen
 	$(BIN)/polygen check
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

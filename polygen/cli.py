@@ -101,9 +101,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     print(head)
     print("-" * len(head))
     for r in rows:
-        alts = "; ".join(f"{k}: {a['matmuls']} mm, {a['gflop']:.2f} GFLOP" for k, a in r["alternatives"].items())
+        alt_text = "; ".join(f"{k}: {a['matmuls']} mm, {a['gflop']:.2f} GFLOP" for k, a in r["alternatives"].items())
         print(f"{r['spec']:<20} {r['form']:<7} {r['matmuls']:>7} {r['long_matmuls']:>5} {r['gflop']:>9.2f} "
-              f"{r['mbytes']:>9.1f} {r['est_ms']:>9.2f}  {alts}")
+              f"{r['mbytes']:>9.1f} {r['est_ms']:>9.2f}  {alt_text}")
     return 0
 
 

@@ -20,7 +20,7 @@ def plot_maps(specs: list[str], output: Path | str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     targets_drawn: set[tuple] = set()
     for sm in smaps:
-        x = domain_grid(*sm.domain, n=1500)
+        x = domain_grid(sm.domain[0], sm.domain[1], n=1500)
         ax.plot(x, output_map(sm, x), label=f"{sm.name} ({sm.total_steps} steps)")
         key = (sm.target, sm.power)
         if key not in targets_drawn:

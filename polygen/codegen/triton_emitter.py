@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Sequence
 
 from polygen.codegen import env
 from polygen.codegen.env import Code, comment, ident, py, render, seal
@@ -72,7 +73,7 @@ def _dynamic(values: list[Scalar], params: tuple[str, ...]) -> tuple[str, list[i
     return f"_scalars(G, {', '.join(map(fmt, dyn))})", idx
 
 
-def _scalar_kwargs(op: Op, names: tuple[str, ...], params: tuple[str, ...], extra: list[Scalar] = ()
+def _scalar_kwargs(op: Op, names: tuple[str, ...], params: tuple[str, ...], extra: Sequence[Scalar] = ()
                    ) -> tuple[list[tuple[Code, Code]], list[int]]:
     """Keyword arguments for the epilogue scalars of one op (numbers unless default, else indices into coef);
     ``extra`` scalars (lincomb coefficients) share the coef tensor, their indices are returned."""
@@ -105,8 +106,8 @@ def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = Fa
         view["size"] = Code("G.size(-1)" if op.shape == "N" else "G.size(-2)")
         view["gamma"] = fmt(op.gamma)
     elif op.kind != ALIAS:  # no Triton kernel for this op (sketch, fit): the torch backend's code for it
-        view["torch_code"] = env.environment().get_template("torch/ops.py.jinja").module.emit(
-            torch_op_view(op, runtime))
+        emit = env.environment().get_template("torch/ops.py.jinja").module.emit  # type: ignore[attr-defined]
+        view["torch_code"] = emit(torch_op_view(op, runtime))
     fast = op.kind in (MATMUL, LINCOMB) and all(v == "coef" for k, v in view["kwargs"] if k == "coef")
     view["by_name"] = bool(set(op.scalar_names) & set(params)) and not fast
     return view

@@ -80,8 +80,10 @@ def op_terms(op: Op, shapes: dict[str, str], input_shape: str = "L") -> tuple[li
     if op.kind == MATMUL:
         r, c = f(op.shape)
         k = f(shapes[op.a])[1]
-        flops = [((r, c, k), 2.0)]
-        elems = [(f(shapes[x]), 1.0) for x in (op.a, op.b) + ((op.c,) if op.c else ())] + [((r, c), 1.0)]
+        flops: list[tuple[tuple[str, ...], float]] = [((r, c, k), 2.0)]
+        operands = (op.a, op.b) + ((op.c,) if op.c else ())
+        elems: list[tuple[tuple[str, ...], float]] = [(tuple(f(shapes[x])), 1.0) for x in operands]
+        elems.append(((r, c), 1.0))
         return flops, elems, op.symmetric
     if op.kind == LINCOMB:
         rc = f(op.shape)

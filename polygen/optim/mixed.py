@@ -70,7 +70,8 @@ def split_params(
         except AttributeError as e:
             raise ValueError(f"head={head!r}: no such submodule in the model") from e
         head_ids = {id(p) for p in mod.parameters()}
-    muon, adamw = [], []
+    muon: list[tuple[str, torch.nn.Parameter]] = []
+    adamw: list[tuple[str, torch.nn.Parameter]] = []
     for n, p in named:
         to_adamw = (p.ndim < 2 or id(p) in embed_ids or id(p) in head_ids or _matches(n, EMBEDDING_NAMES)
                     or any(pat.search(n) for pat in patterns))

@@ -273,11 +273,11 @@ class Shampoo(Optimizer):
             if p.ndim >= 2:
                 b, m, n = matrix_shape(p.shape)
                 blocks = _blocks(b, m, n, group["max_preconditioner_dim"])
-                f32 = {"dtype": torch.float32, "device": p.device}
-                state["factor_L"] = [torch.zeros(r1 - r0, r1 - r0, **f32) for _, r0, r1, _, _ in blocks]
-                state["factor_R"] = [torch.zeros(c1 - c0, c1 - c0, **f32) for _, _, _, c0, c1 in blocks]
-                state["inv_root_L"] = [torch.eye(r1 - r0, **f32) for _, r0, r1, _, _ in blocks]
-                state["inv_root_R"] = [torch.eye(c1 - c0, **f32) for _, _, _, c0, c1 in blocks]
+                f32, dev = torch.float32, p.device
+                state["factor_L"] = [torch.zeros(r1 - r0, r1 - r0, dtype=f32, device=dev) for _, r0, r1, _, _ in blocks]
+                state["factor_R"] = [torch.zeros(c1 - c0, c1 - c0, dtype=f32, device=dev) for _, _, _, c0, c1 in blocks]
+                state["inv_root_L"] = [torch.eye(r1 - r0, dtype=f32, device=dev) for _, r0, r1, _, _ in blocks]
+                state["inv_root_R"] = [torch.eye(c1 - c0, dtype=f32, device=dev) for _, _, _, c0, c1 in blocks]
         return state
 
     def _group_step(self, group: dict[str, Any]) -> None:
@@ -295,7 +295,7 @@ class Shampoo(Optimizer):
             st["step"] += 1
         grads = [p.grad for p in params]
         if wd != 0 and not group["use_decoupled_weight_decay"]:
-            grads = torch._foreach_add(grads, params, alpha=wd)
+            grads = list(torch._foreach_add(grads, params, alpha=wd))
 
         # gradient statistics: grafting second moment, β₁ EMA, Shampoo factors (from the raw gradient)
         vs = [st["exp_avg_sq"] for st in states]
@@ -372,7 +372,7 @@ class Shampoo(Optimizer):
             bufs = [st["momentum_buffer"] for st in states]
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, dirs)
-            dirs = torch._foreach_add(dirs, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
+            dirs = list(torch._foreach_add(dirs, bufs, alpha=group["momentum"])) if group["nesterov"] else bufs
         torch._foreach_add_(params, dirs, alpha=-lr)
 
     def _recompute_roots(self, group: dict[str, Any], states: list[dict]) -> None:

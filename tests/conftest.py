@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
 
 # Without CUDA, Triton kernels run in its interpreter. triton.language decides at import time whether its own
@@ -39,9 +38,6 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.linalg.norm(a.double() - b.double()) / torch.linalg.norm(b.double()))
 
 
-@pytest.fixture(autouse=True)
-def _quiet_stale_warning(recwarn):  # generated/ may be rebuilt while tests run; the warning is expected then
-    yield
 
 
 def same_state(a: object, b: object) -> bool:

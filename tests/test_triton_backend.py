@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -198,7 +199,7 @@ def test_gram_plans_pair_their_step_products(gen_dir):
     stages = polygen.driver.compile_stages(polygen.load_spec("muon_ns5"))
     sched = stages.plans["float32"]["gram"]
     assert len(paired_products(sched)) == 1  # one pair in the rolled loop body
-    src = open(mod.__file__).read()
+    src = Path(mod.__file__).read_text()
     assert "Q, t1 = pair_matmul(t0, Q, R, mirror1=False, mirror2=True)" in src
 
 

@@ -58,10 +58,13 @@ def candidates(smap: SpectralMap, dtype: str = "float32") -> dict[str, Schedule]
     if gram_space_applicable(smap) and smap.total_steps > 1:
         out["gram"] = plan_gram_space(smap, place_restarts(smap, dtype_class(dtype)))
     if smap.hints.force and smap.hints.form != "auto":
-        if smap.hints.form not in out:
-            from polygen.errors import ScheduleError
+        if smap.hints.form not in out:  # the spec asks for what its map cannot do: an error in the spec's line
+            from polygen.errors import SpecError
 
-            raise ScheduleError(f"{smap.name}: hint form={smap.hints.form!r} cannot be realized for this spec")
+            raise SpecError(f"hint form = {smap.hints.form!r} with force = true cannot be realized: the gram form "
+                            "needs one rectangular variable, started at the input and updated by x·h(x²) in each "
+                            "of at least two steps, and no fitted step", source=smap.source,
+                            line=smap.line_of("hints"), field="hints.form")
         out = {smap.hints.form: out[smap.hints.form]}
     return out
 

@@ -340,20 +340,7 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
                        source=source, source_hash=spec_hash(text),
                        lines=tuple((f, ctx.loc.lines[(f,)]) for f in ("verify", "domain", "output", "hints")
                                    if (f,) in ctx.loc.lines))
-    if hints.force and hints.form == "gram":
-        _check_gram_hint(ctx, smap)
     return smap
-
-
-def _check_gram_hint(ctx: _Ctx, smap: SpectralMap) -> None:
-    """A forced Gram form must be realizable, or scheduling fails later without naming the spec's line."""
-    from polygen.passes.normalize import normalize
-    from polygen.passes.plan_gram_space import gram_space_applicable
-
-    if smap.total_steps < 2 or not gram_space_applicable(normalize(smap)):
-        raise ctx.error(("hints", "form"), 'form = "gram" with force = true needs one rectangular variable, '
-                                           "started at the input and updated by x·h(x²) in each of at least two "
-                                           "steps, and no fitted step")
 
 
 def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: set[str],

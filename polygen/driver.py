@@ -106,7 +106,8 @@ def _claim_builtin_name(smap: SpectralMap) -> None:
         return
     if spec_hash(spec_text(smap.name)[0]) != smap.source_hash:
         raise SpecError(f"name {smap.name!r} is a built-in spec's; a user spec needs a name of its own (its "
-                        "generated file would replace the built-in's)", source=smap.source, line=None, field="name")
+                        "generated file would replace the built-in's)", source=smap.source, line=smap.line_of("name"),
+                        field="name")
 
 
 def check(out: Path | None = None, backends: tuple[str, ...] | None = None) -> list[str]:

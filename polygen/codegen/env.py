@@ -78,13 +78,13 @@ def comment(text: str) -> Code:
     return Code(text) if text.isprintable() else py(text)
 
 
-def docstring(text: str, indent: str = "") -> Code:
-    """A docstring as implicitly concatenated literals, one per line: readable, and no text can close it."""
+def docstring(text: str) -> Code:
+    """A module docstring as implicitly concatenated literals, one per line: readable, and no text can close it."""
     lines = text.splitlines(keepends=True) or [""]
     if len(lines) == 1:
         return py(lines[0])
-    body = "\n".join(f"{indent}    {py(line)}" for line in lines)
-    return Code(f"(\n{body}\n{indent})")
+    body = "\n".join(f"    {py(line)}" for line in lines)
+    return Code(f"(\n{body}\n)")
 
 
 def hex_digest(value: str) -> Code:

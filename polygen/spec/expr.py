@@ -106,12 +106,8 @@ def _pow(a: Size, k: int) -> Size:
 
 
 def parse_expr(text: object, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
-    """Parse ``text`` into a SymPy expression over ``symbols`` (and numeric constants only)."""
-    return parse_sized(text, symbols)[0]
-
-
-def parse_sized(text: object, symbols: Mapping[str, sp.Symbol]) -> tuple[sp.Expr, Size]:
-    """``parse_expr`` and the :class:`Size` bounds of the result."""
+    """Parse ``text`` into a SymPy expression over ``symbols`` (and numeric constants only), refusing it
+    before SymPy expands anything when its :class:`Size` bounds are exceeded."""
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ExprError(f"expected an expression string or a number, got {type(text).__name__}")
     src = str(text) if not isinstance(text, float) else repr(text)
@@ -120,7 +116,7 @@ def parse_sized(text: object, symbols: Mapping[str, sp.Symbol]) -> tuple[sp.Expr
     if not src.strip():
         raise ExprError("empty expression")
     tree = _parse_tree(src.strip())
-    return _Converter(src.strip(), symbols).visit(tree.body)
+    return _Converter(src.strip(), symbols).visit(tree.body)[0]
 
 
 def _parse_tree(src: str) -> ast.Expression:

@@ -338,7 +338,7 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
                        normalization=normalization, variables=tuple(variables), steps=tuple(steps),
                        outputs=outputs, verify=verify, hints=hints, power=power, description=description,
                        source=source, source_hash=spec_hash(text),
-                       lines=tuple((f, ctx.loc.lines[(f,)]) for f in ("verify", "domain", "output", "hints")
+                       lines=tuple((f, ctx.loc.lines[(f,)]) for f in ("name", "verify", "domain", "output", "hints")
                                    if (f,) in ctx.loc.lines))
     return smap
 

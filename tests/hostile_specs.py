@@ -47,7 +47,8 @@ upper = "1.3"
 '''
 
 UPDATE = 'update = { x = "a*x + b*x**3 + c*x**5" }'
-NS_CUBIC = (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "ns_cubic.toml").read_text()
+SPECS = Path(__file__).resolve().parent.parent / "polygen" / "specs"
+NS_CUBIC = (SPECS / "ns_cubic.toml").read_text()
 
 
 def payload(sentinel: str) -> str:
@@ -232,12 +233,7 @@ MALFORMED: list[tuple[str, str, str | None]] = [
 ]
 
 
-def _root(text_r: str) -> str:
-    return (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "inv_root_2.toml").read_text() \
-        if not text_r else text_r
-
-
-INV_ROOT = _root("")
+INV_ROOT = (SPECS / "inv_root_2.toml").read_text()
 INV_OUT = 'rescale = "norm"\nexponent = "-1/2"'
 MALFORMED += [
     ("inverse root unscaled", INV_ROOT.replace(INV_OUT, ""), "output.rescale"),
@@ -248,7 +244,7 @@ MALFORMED += [
     ("p on inverse root", INV_ROOT.replace('r = "2"', 'r = "2"\np = "1/2"'), "p"),
 ]
 
-PRISM = (Path(__file__).resolve().parent.parent / "polygen" / "specs" / "prism_polar.toml").read_text()
+PRISM = (SPECS / "prism_polar.toml").read_text()
 PRISM_UPDATE = next(line for line in PRISM.splitlines() if line.startswith("update"))
 FIT = 'fit = { param = "alpha", interval = ["3/8", "29/20"], residual = "r", sketch = 8 }'
 MALFORMED += [
@@ -277,9 +273,8 @@ MALFORMED += [
     ("empty file", "", "name"),
     ("NUL in a string", _sub('description = "corpus base"', 'description = "a\u0000b"'), None),
     ("integer past the digit limit", _sub("repeat = 5", "repeat = " + "1" * 4400), None),
-    ("forced gram, two variables", (Path(__file__).resolve().parent.parent / "polygen" / "specs" /
-                                    "sqrt_coupled_ns.toml").read_text() + '\n[hints]\nform = "gram"\nforce = true\n',
-     "hints.form"),
+    ("forced gram, two variables", (SPECS / "sqrt_coupled_ns.toml").read_text()
+     + '\n[hints]\nform = "gram"\nforce = true\n', "hints.form"),
     ("bad let in a sub-table", _sub(UPDATE, '\n[steps.let]\nL1 = "x*x"\n[steps.update]\nx = "a*x"'), "steps[0].let.L1"),
     ("bad dotted update", _sub(UPDATE, 'update.x = "x + x**2"'), EXPR),
     ("100 kB key", _sub('a = "3.4445"', "k" * 100_000 + ' = "1", a = "3.4445"'),

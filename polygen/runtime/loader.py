@@ -127,7 +127,7 @@ class PolygenFunction:
     def __init__(self, spec: Any, backend: str = "auto"):
         if backend not in BACKENDS + ("auto",):
             raise ValueError(f"backend must be one of auto, torch, triton; got {backend!r}")
-        self.source = spec
+        self.spec_value = spec  # not ``source``: that name means a source label on specs (module_for duck-types it)
         self.backend = backend
         self._modules: dict[str, ModuleType] = {}
         info = self._module("torch" if backend == "auto" else backend)
@@ -139,7 +139,7 @@ class PolygenFunction:
 
     def _module(self, backend: str) -> ModuleType:
         if backend not in self._modules:
-            self._modules[backend] = module_for(self.source, backend)
+            self._modules[backend] = module_for(self.spec_value, backend)
         return self._modules[backend]
 
     @property
@@ -147,7 +147,7 @@ class PolygenFunction:
         """The parsed spec (runs the compiler's parser: for inspection, not needed to run ``f``)."""
         from polygen.spec import load_spec
 
-        return load_spec(self.source)
+        return load_spec(self.spec_value)
 
     def backend_for(self, G: Any) -> str:
         if self.backend != "auto":

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polygen  # noqa: E402
 from polygen.compare import time_interleaved  # noqa: E402
+from polygen.runtime import tuning  # noqa: E402
 
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 CASES = ((48, 256, 1024), (24, 512, 2048), (12, 1024, 4096), (6, 2048, 2048))
@@ -34,16 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     f = polygen.load(args.spec, backend="torch")
-    mod = f._module("torch")
-    chunk_bytes = mod.CPU_CHUNK_BYTES
+    chunk_bytes = tuning.CPU_CHUNK_BYTES
 
     def with_chunk(nbytes: int, X: torch.Tensor):
         def run() -> None:
-            mod.CPU_CHUNK_BYTES = nbytes
+            tuning.CPU_CHUNK_BYTES = nbytes
             try:
                 f(X)
             finally:
-                mod.CPU_CHUNK_BYTES = chunk_bytes
+                tuning.CPU_CHUNK_BYTES = chunk_bytes
         return run
 
     print(f"{args.spec}, eager, {torch.get_num_threads()} threads, CPU_CHUNK_BYTES = {chunk_bytes / 2**20:g} MiB, "

@@ -53,6 +53,7 @@ def muon_ns(G: torch.Tensor) -> torch.Tensor:
 
 def run_shape(shape: tuple[int, ...], specs: list[str], bench) -> None:
     import polygen
+    from polygen.runtime.torch_ops import dtype_class
 
     dtype, tdt = "bfloat16", torch.bfloat16
     batch = shape[0] if len(shape) == 3 else 1
@@ -70,7 +71,7 @@ def run_shape(shape: tuple[int, ...], specs: list[str], bench) -> None:
         f_tri = polygen.load(spec, backend="triton")
         f_torch = polygen.load(spec, backend="torch")
         mod = f_tri._module("triton")
-        candidates = [fn for fn, _ in mod._PLANS[mod._DTYPE_CLASS[tdt]]]
+        candidates = [fn for fn, _ in mod._PLANS[dtype_class(tdt)]]
         keys = [k for k, fn in mod.PLAN_FUNCTIONS.items() if any(fn is c for c in candidates)]
         auto = next(k for k, fn in mod.PLAN_FUNCTIONS.items() if fn is mod.choose_plan(m, n, tdt))
         for key in keys:

@@ -29,7 +29,9 @@ def test_check_fails_on_stale_missing_and_orphaned(tmp_path: Path):
     shutil.copytree(GENERATED_DIR, tmp_path / "gen")
     gen = tmp_path / "gen"
     target = gen / "torch" / "muon_ns5.py"
-    target.write_text(target.read_text().replace("beta=3.4445", "beta=3.4446"))
+    text = target.read_text()
+    assert "3.4445" in text
+    target.write_text(text.replace("3.4445", "3.4446", 1))
     (gen / "torch" / "ns_cubic.py").unlink()
     (gen / "torch" / "retired_spec.py").write_text("# old\n")
     problems = check(out=gen)
@@ -89,9 +91,10 @@ def test_user_spec_path_loads_through_the_cache(tmp_path, monkeypatch):
 def test_torch_compile_fullgraph_no_graph_breaks(name, monkeypatch):
     """A first inductor compile takes ~20 s on this CPU: one spec in the default run, the rest are slow.
     CPU_CHUNK_BYTES is set so that eager calls chunk the batch; traced calls must take it whole."""
+    from polygen.runtime import tuning
+
     f = polygen.load(name, backend="torch")
-    mod = f._module("torch")
-    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(tuning, "CPU_CHUNK_BYTES", 1)
     torch.manual_seed(0)
     G = torch.randn(2, 24, 64)
     compiled = torch.compile(lambda x: f(x), fullgraph=True, dynamic=False)
@@ -121,8 +124,9 @@ def test_torch_compile_fullgraph_all_specs(name):
 def test_eager_cpu_batches_run_in_chunks_with_the_same_result(name, monkeypatch):
     """A CPU batch larger than CPU_CHUNK_BYTES goes through the plan in chunks (faster there, see
     bench/RESULTS.md); every matrix must come out as it does from one call over the whole batch."""
+    from polygen.runtime import torch_ops, tuning
+
     f = polygen.load(name, backend="torch")
-    mod = f._module("torch")
     smap = polygen.load_spec(name)
     gen = torch.Generator().manual_seed(3)
     if smap.input_kind == "symmetric":
@@ -132,14 +136,14 @@ def test_eager_cpu_batches_run_in_chunks_with_the_same_result(name, monkeypatch)
         G = torch.randn(5, 41, 19, generator=gen)  # tall: chunks run on the transposed view
     whole = f(G)
     calls = []
-    real = mod._apply_batch
-    monkeypatch.setattr(mod, "_apply_batch", lambda X, fn: calls.append(X.size(0)) or real(X, fn))
-    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 2 * G[0].numel() * G.element_size())
+    real = torch_ops._apply_batch
+    monkeypatch.setattr(torch_ops, "_apply_batch", lambda X, *a: calls.append(X.size(0)) or real(X, *a))
+    monkeypatch.setattr(tuning, "CPU_CHUNK_BYTES", 2 * G[0].numel() * G.element_size())
     chunked = f(G)
     assert calls == [2, 2, 1]
     assert chunked.shape == G.shape and chunked.dtype == G.dtype
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr(mod, "CPU_CHUNK_BYTES", 10**12)
+    monkeypatch.setattr(tuning, "CPU_CHUNK_BYTES", 10**12)
     calls.clear()
     f(G)
     assert calls == [5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 
@@ -161,8 +162,10 @@ def test_float64_input_runs_in_float64(name):
 
 
 def _symmetric_plans_module(name):
-    f = polygen.load(name, backend="torch")
-    return f, f._module("torch")
+    """The torch function of a spec and the run-time module its block-triangle products go through."""
+    from polygen.runtime import torch_ops
+
+    return polygen.load(name, backend="torch"), torch_ops
 
 
 RECTANGULAR = [n for n in polygen.list_specs() if polygen.load_spec(n).input_kind == "rectangular"]
@@ -174,13 +177,14 @@ def test_block_triangle_products_match_exact_spectral_map(name, shape, monkeypat
     """Symmetric products run as a 4×4 block triangle from SYM_MIN_ROWS rows on; lowering that threshold runs
     every plan through it at small odd sizes (uneven blocks) against the float64 spectral map."""
     smap = exact_variant(name)
+    from polygen.runtime import torch_ops
+
     f = polygen.load(smap, backend="torch")
-    mod = f._module("torch")
-    assert hasattr(mod, "_sym_bmm"), name
+    assert "_sym_bmm(" in inspect.getsource(f._module("torch")), name
     blocked = []
-    product = mod._product
-    monkeypatch.setattr(mod, "SYM_MIN_ROWS", 1)
-    monkeypatch.setattr(mod, "_product", lambda A, *a: blocked.append(A.size(-2)) or product(A, *a))
+    product = torch_ops.product
+    monkeypatch.setattr(torch_ops, "SYM_MIN_ROWS", 1)
+    monkeypatch.setattr(torch_ops, "product", lambda A, *a: blocked.append(A.size(-2)) or product(A, *a))
     G = random_with_spectrum(shape, 1e3, seed=4)
     ref = spectral_reference(smap, G)
     for plan in f.plans:
@@ -207,7 +211,7 @@ def test_block_triangle_at_real_size_in_float32_and_bf16():
     A = torch.randn(2, 261, 300, dtype=torch.float64)
     C = torch.randn(2, 261, 261, dtype=torch.float64)
     C = C + C.mT
-    S = mod._sym_bmm(A, A.mT, C, 0.5, 2.0)
+    S = mod.sym_bmm(A, A.mT, C, 0.5, 2.0)
     full = torch.baddbmm(C, A, A.mT, beta=0.5, alpha=2.0)
     torch.testing.assert_close(S, full, rtol=1e-12, atol=1e-12)
     k = mod.SYM_BLOCKS
@@ -216,7 +220,7 @@ def test_block_triangle_at_real_size_in_float32_and_bf16():
     lower = blk[:, None] > blk[None, :]
     assert lower.any() and torch.equal(S[:, lower], S.mT[:, lower])  # below the diagonal blocks: the mirror
     Ab = A.to(torch.bfloat16)
-    Sb = mod._sym_bmm(Ab, Ab.mT, None, 0.0, 1.0, in_16_bits=True)
+    Sb = mod.sym_bmm(Ab, Ab.mT, None, 0.0, 1.0, in_16_bits=True)
     fullb = torch.bmm(Ab, Ab.mT)
     torch.testing.assert_close(Sb.double(), (A.to(torch.bfloat16).double() @ A.to(torch.bfloat16).double().mT),
                                rtol=2**-7, atol=2**-7 * 300)  # bf16 output rounding of an fp32-accumulated GEMM
@@ -224,7 +228,7 @@ def test_block_triangle_at_real_size_in_float32_and_bf16():
     # summation order may differ; atol covers entries that cancel to near zero)
     torch.testing.assert_close(Sb[:, ~lower], fullb[:, ~lower], rtol=2**-7, atol=1e-3)
     assert torch.equal(Sb[:, lower], Sb.mT[:, lower])
-    assert torch.equal(mod._sym_bmm(Ab, Ab.mT, None, 0.0, 1.0), fullb)  # other bf16 products stay whole
+    assert torch.equal(mod.sym_bmm(Ab, Ab.mT, None, 0.0, 1.0), fullb)  # other bf16 products stay whole
 
 
 def test_bf16_gram_products_blocked_in_eager_cpu_code_only(monkeypatch):

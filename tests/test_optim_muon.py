@@ -257,9 +257,8 @@ def test_invalid_group_override_is_rejected_and_not_added():
 
 def test_a_lone_tall_matrix_goes_to_the_spec_as_a_contiguous_stack(monkeypatch):
     """A transposed view rounds differently from the same matrix in a stack (bf16, 512×256: 4e-4 apart), so
-    every bucket reaches the generated code as a contiguous (k, m, n) stack with m <= n. (Full bitwise
-    independence of the bucket does not hold in float32: torch's CPU baddbmm takes another path for a batch of
-    one; see the issue note.)"""
+    every bucket reaches the generated code as a contiguous (k, m, n) stack with m <= n, in every ns_dtype
+    (in the parameter's own dtype ``.to`` would hand over the transposed view itself)."""
     from polygen.optim import Muon
 
     seen = []
@@ -270,8 +269,47 @@ def test_a_lone_tall_matrix_goes_to_the_spec_as_a_contiguous_stack(monkeypatch):
         return orig(self, fn, X)
 
     monkeypatch.setattr(Muon, "orthogonalize", spy)
-    p = torch.nn.Parameter(torch.randn(96, 48))
-    opt = Muon([p], lr=0.1, ns_dtype=torch.bfloat16)
-    p.grad = torch.randn_like(p)
-    opt.step()
-    assert seen == [((1, 48, 96), True)]
+    for ns_dtype in (torch.bfloat16, torch.float32):
+        seen.clear()
+        p = torch.nn.Parameter(torch.randn(96, 48))
+        opt = Muon([p], lr=0.1, ns_dtype=ns_dtype)
+        p.grad = torch.randn_like(p)
+        opt.step()
+        assert seen == [((1, 48, 96), True)], ns_dtype
+
+
+@pytest.fixture
+def deterministic():
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+@pytest.mark.parametrize("ns_dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(96, 48), (48, 96), (300, 520), (520, 300)], ids=str)
+@pytest.mark.parametrize("opt_name", ["Muon", "MuonP"])
+def test_an_update_is_bitwise_independent_of_its_bucket(opt_name, shape, ns_dtype, deterministic):
+    """Under torch.use_deterministic_algorithms(True), the same parameter and gradient give the same bits alone
+    and beside two others of its shape (one bucket, one batched call). On the CPU this needs one 2-D GEMM and
+    one norm per matrix (torch's batched bmm and reductions take another order for a batch of one; without
+    the switch the fp32 520×300 case is an ulp off) and a contiguous stack; 300 rows cross SYM_MIN_ROWS, so
+    the block-triangle products are included. Sketched specs (prism_*) draw their sketch for the whole batch
+    and are not covered."""
+    from polygen.optim import Muon, MuonP
+
+    cls = {"Muon": Muon, "MuonP": MuonP}[opt_name]
+    gen = torch.Generator().manual_seed(7)
+    p0 = torch.randn(*shape, generator=gen)
+    grads = [torch.randn(*shape, generator=gen) for _ in range(3)]
+    after = []
+    for k in (1, 3):
+        ps = [nn.Parameter(p0.clone()) for _ in range(k)]
+        opt = cls(ps, lr=0.05, ns_dtype=ns_dtype)
+        for _ in range(2):  # a second step: the momentum buffer too
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+            opt.step()
+        after.append(ps[0].detach().clone())
+    assert not torch.equal(after[0], p0)
+    assert torch.equal(after[0], after[1])

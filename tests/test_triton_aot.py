@@ -1,4 +1,4 @@
-"""Every generated Triton kernel compiles for real GPUs (sm_90, H100) on this CPU-only machine.
+"""Every Triton kernel polygen launches compiles for real GPUs (sm_90, H100) on this CPU-only machine.
 
 The interpreter (test_triton_backend.py) checks what the kernels compute; it also accepts code the real
 compiler rejects (pointer arithmetic, layouts, shared-memory budgets). ``triton.compile`` with a GPUTarget
@@ -6,13 +6,13 @@ runs the whole NVIDIA pipeline — TTIR, TTGIR, LLVM IR, PTX and ptxas to a cubi
 kernel is compiled here with the largest tile configuration of the CUDA registry and both epilogue forms
 (constants baked in; scalars read from the device table).
 
-Each case runs in a fresh Python process: the interpreter tests import the same generated modules with
-TRITON_INTERPRET=1 and register their torch ops under the same names, and neither may see the other's.
+The kernels are written once (polygen/runtime/triton_ops.py), so the cases are dtypes and epilogue forms, not
+specs. Each case runs in a fresh Python process: the interpreter tests import the same module with
+TRITON_INTERPRET=1 and register its torch ops under the same names, and neither may see the other's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -25,17 +25,14 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-GEN = ROOT / "generated" / "triton"
 H100 = GPUTarget("cuda", 90, 32)
 TORCH_TO_TRITON = {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}
 
 
-def _module(spec: str):
-    path = GEN / f"{spec}.py"
-    mod_spec = importlib.util.spec_from_file_location(f"_aot_{spec}", path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod
+def _kernels():
+    from polygen.runtime import triton_ops
+
+    return triton_ops
 
 
 H100_SHARED = 227 * 1024  # bytes of shared memory per block on an H100 (sm_90)
@@ -47,9 +44,11 @@ def _biggest(mod, configs: tuple[dict, ...], dtype: str) -> dict:
     H100 (the one most likely to exceed a resource limit); lincomb configurations have no shared tiles."""
     if "BLOCK_K" not in configs[0]:
         return max(configs, key=lambda c: c["BLOCK_M"] * c["BLOCK_N"])
-    kept = [c for c in configs if mod.tile_shared_bytes(c, ITEMSIZE[dtype]) <= H100_SHARED]
+    from polygen.runtime.triton_support import tile_shared_bytes
+
+    kept = [c for c in configs if tile_shared_bytes(c, ITEMSIZE[dtype]) <= H100_SHARED]
     assert kept, "every registry configuration overflows an H100's shared memory"
-    return max(kept, key=lambda c: mod.tile_shared_bytes(c, ITEMSIZE[dtype]))
+    return max(kept, key=lambda c: tile_shared_bytes(c, ITEMSIZE[dtype]))
 
 
 def _launch_specialization(fn, cons: dict) -> tuple[dict, dict]:
@@ -91,20 +90,22 @@ def _epilogues(which: str) -> list[dict]:
 
 
 def _lincomb_constexprs(terms: int, by_table: bool) -> dict:
+    """The first ``terms`` slots in use (as the launcher fills them: unused slots weigh 0 and read no table)."""
+    from polygen.runtime.tuning import LINCOMB_SLOTS
+
     cons: dict = {"NUM_TERMS": terms, "GAMMA": 1.0, "GAMMA_IDX": 0 if by_table else -1, "EMULATE_BF16": False}
-    for i in range(terms):
-        cons[f"K{i}"] = 0.0 if by_table else 0.5 * (i + 1)
-        cons[f"K{i}_IDX"] = i + 1 if by_table else -1
+    for i in range(LINCOMB_SLOTS):
+        used = i < terms
+        cons[f"K{i}"] = 0.5 * (i + 1) if used and not by_table else 0.0
+        cons[f"K{i}_IDX"] = i + 1 if used and by_table else -1
     return cons
 
 
-CASES = [  # (spec, dtype, epilogue forms): one in the default run, the rest marked slow (≈1–3 s per kernel)
-    pytest.param("muon_ns5", "bfloat16", "fixed", id="muon_ns5-bf16"),
-    pytest.param("muon_ns5", "float32", "all", id="muon_ns5-fp32", marks=pytest.mark.slow),
-    pytest.param("prism_polar", "bfloat16", "table", id="prism_polar-bf16", marks=pytest.mark.slow),
-    pytest.param("muonp_3_5", "bfloat16", "all", id="muonp_3_5-bf16", marks=pytest.mark.slow),
-    pytest.param("inv_root_4", "float32", "all", id="inv_root_4-fp32", marks=pytest.mark.slow),
-    pytest.param("ifnso_14", "bfloat16", "fixed", id="ifnso_14-bf16", marks=pytest.mark.slow),
+CASES = [  # (dtype, epilogue forms): one in the default run, the rest marked slow (≈1–3 s per kernel)
+    pytest.param("bfloat16", "fixed", id="bf16"),
+    pytest.param("float32", "all", id="fp32", marks=pytest.mark.slow),
+    pytest.param("bfloat16", "table", id="bf16-table", marks=pytest.mark.slow),
+    pytest.param("float16", "all", id="fp16", marks=pytest.mark.slow),
 ]
 
 
@@ -118,9 +119,9 @@ def _isolated(case: str, *args: str) -> None:
     assert proc.returncode == 0, f"{case}{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
 
 
-@pytest.mark.parametrize(("spec", "dtype", "forms"), CASES)
-def test_kernels_compile_for_h100(spec, dtype, forms):
-    _isolated("compile_case", spec, dtype, forms)
+@pytest.mark.parametrize(("dtype", "forms"), CASES)
+def test_kernels_compile_for_h100(dtype, forms):
+    _isolated("compile_case", dtype, forms)
 
 
 def test_shared_memory_estimate_matches_the_compiler_and_prunes_fp32():
@@ -129,38 +130,40 @@ def test_shared_memory_estimate_matches_the_compiler_and_prunes_fp32():
     _isolated("shared_memory_case")
 
 
-def compile_case(spec: str, dtype: str, forms: str) -> None:
-    mod = _module(spec)
-    cuda = mod._TILE_CONFIGS["cuda"]
+def compile_case(dtype: str, forms: str) -> None:
+    from polygen.runtime.tuning import LINCOMB_SLOTS
+
+    mod = _kernels()
+    cuda = mod.TILE_CONFIGS["cuda"]
     precision = "tf32" if dtype == "float32" else "ieee"
     tdt = TORCH_TO_TRITON[dtype]
     for epi in _epilogues(forms):
         common = dict(epi, INPUT_PRECISION=precision, EMULATE_BF16=False)
-        _compile(getattr(mod, f"{spec}_sym_matmul_kernel"), common, tdt, _biggest(mod, cuda["sym_matmul"], tdt))
-        _compile(getattr(mod, f"{spec}_matmul_kernel"), common, tdt, _biggest(mod, cuda["matmul"], tdt))
-    pair = getattr(mod, f"{spec}_pair_matmul_kernel", None)  # emitted only where a plan pairs products
-    for mirrors in ([(False, True), (True, True), (False, False)] if forms == "all" else [(False, True)]) * bool(pair):
+        _compile(mod.sym_matmul_kernel, common, tdt, _biggest(mod, cuda["sym_matmul"], tdt))
+        _compile(mod.matmul_kernel, common, tdt, _biggest(mod, cuda["matmul"], tdt))
+    for mirrors in [(False, True), (True, True), (False, False)] if forms == "all" else [(False, True)]:
         cons = dict(MIRROR1=mirrors[0], MIRROR2=mirrors[1], INPUT_PRECISION=precision, EMULATE_BF16=False)
-        _compile(pair, cons, tdt, _biggest(mod, cuda["pair_matmul"], tdt))
+        _compile(mod.pair_matmul_kernel, cons, tdt, _biggest(mod, cuda["pair_matmul"], tdt))
     for by_table in ([False, True] if forms == "all" else [forms == "table"]):
-        _compile(getattr(mod, f"{spec}_lincomb_kernel"), _lincomb_constexprs(mod.LINCOMB_MAX_TERMS, by_table), tdt,
-                 _biggest(mod, cuda["lincomb"], tdt))
+        for terms in (1, LINCOMB_SLOTS):
+            _compile(mod.lincomb_kernel, _lincomb_constexprs(terms, by_table), tdt, _biggest(mod, cuda["lincomb"], tdt))
 
 
 def shared_memory_case() -> None:
     from types import SimpleNamespace
 
-    mod = _module("muon_ns5")
-    cfg = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
-    assert cfg in list(mod._TILE_CONFIGS["cuda"]["matmul"])
-    assert mod.tile_shared_bytes(cfg, 4) == 294912 > H100_SHARED >= mod.tile_shared_bytes(cfg, 2)
-    common = dict(_epilogues("fixed")[0], INPUT_PRECISION="ieee", EMULATE_BF16=False)
-    out = _compile(mod.muon_ns5_matmul_kernel, common, "bf16", cfg)
-    assert out.metadata.shared == mod.tile_shared_bytes(cfg, 2)  # the estimate is what ptxas allocates
-    # the autotuning prune, as on an H100: keeps the bf16 tile, drops it in fp32
     from polygen.runtime import triton_support
+    from polygen.runtime.triton_support import tile_shared_bytes
 
-    assert mod._fits_shared_memory is triton_support.fits_shared_memory
+    mod = _kernels()
+    cfg = {"BLOCK_M": 128, "BLOCK_N": 256, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
+    assert cfg in list(mod.TILE_CONFIGS["cuda"]["matmul"])
+    assert tile_shared_bytes(cfg, 4) == 294912 > H100_SHARED >= tile_shared_bytes(cfg, 2)
+    common = dict(_epilogues("fixed")[0], INPUT_PRECISION="ieee", EMULATE_BF16=False)
+    out = _compile(mod.matmul_kernel, common, "bf16", cfg)
+    assert out.metadata.shared == tile_shared_bytes(cfg, 2)  # the estimate is what ptxas allocates
+    # the autotuning prune, as on an H100: keeps the bf16 tile, drops it in fp32
+    fits = triton_support.fits_shared_memory
     triton_support.INTERPRET = False
     triton_support.shared_memory_limit = lambda device: H100_SHARED
     configs = mod._configs("matmul")
@@ -170,6 +173,6 @@ def shared_memory_case() -> None:
     def tensor(itemsize: int):
         return SimpleNamespace(device=SimpleNamespace(type="cuda", index=0), element_size=lambda: itemsize)
 
-    assert all(c in mod._fits_shared_memory(configs, {"a_ptr": tensor(2)}) for c in big)
-    kept32 = mod._fits_shared_memory(configs, {"a_ptr": tensor(4)})
+    assert all(c in fits(configs, {"a_ptr": tensor(2)}) for c in big)
+    kept32 = fits(configs, {"a_ptr": tensor(4)})
     assert kept32 and not any(c in kept32 for c in big)

@@ -80,7 +80,8 @@ def test_wheel_carries_templates_and_generated(installed):
     _, target = installed
     pkg = target / "polygen"
     assert (pkg / "_templates" / "torch" / "module.py.jinja").is_file()
-    assert (pkg / "_templates" / "triton" / "configs.toml").is_file()
+    assert (pkg / "_templates" / "triton" / "module.py.jinja").is_file()
+    assert (pkg / "runtime" / "triton_configs.toml").is_file()
     names = sorted(p.stem for p in (REPO / "polygen" / "specs").glob("*.toml"))
     for backend in ("torch", "triton"):
         assert sorted(p.stem for p in (pkg / "_generated" / backend).glob("*.py")) == names

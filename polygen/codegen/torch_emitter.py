@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from polygen.codegen.env import Code, comment, docstring, ident, provenance_header, py, render, scalar, seal
-from polygen.cost.model import TORCH_SYM_BLOCKS, cost_polynomial
+from polygen.cost.model import cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
 from polygen.passes.symmetry import block_triangle_ops
@@ -45,7 +45,7 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
-    sym = block_triangle_ops(sched, "float32")  # _sym_bmm applies the dtype rule at run time
+    sym = block_triangle_ops(sched, "float32")  # runtime.torch_ops.sym_bmm applies the dtype rule at run time
     sym16 = block_triangle_ops(sched, "bfloat16")
 
     def view(op: Op, pos: tuple[int, int]) -> dict:
@@ -68,12 +68,6 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
            f"side){restarts}.")
     return {"name": name, "key": py(key), "blocks": blocks, "output": ident(sched.outputs[0]), "doc": py(doc)}
-
-
-# Eager CPU runs of a batch go in chunks of about 4 MiB of input (generated `CPU_CHUNK_BYTES`): on the 2-core
-# CPU, NS5 on batches of 256x1024 ... 2048x2048 ran fastest with 2-8 MiB chunks, 1.1-1.9x faster than one call
-# over the whole batch (bench/chunk_bench.py; bench/RESULTS.md, "CPU batch chunking").
-CPU_CHUNK_BYTES = Code("4 * 2**20")
 
 
 def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Schedule, list[dict]], dict]
@@ -111,11 +105,11 @@ def module_view(stages: Stages, backend: str, about: str, source_label: str | No
     return {
         "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source, compiler_key()),
         "docstring": docstring(f"{smap.description or smap.name}\n\n{about}\n"),
-        "name": ident(smap.name), "name_literal": py(smap.name), "spec_hash": py(smap.source_hash),
+        "name_literal": py(smap.name), "spec_hash": py(smap.source_hash),
         "version": py(__version__), "target": py(smap.target), "power": py(smap.power), "input_kind": smap.input_kind,
         "input_kind_literal": py(smap.input_kind), "target_doc": Code(TARGET_DOC[smap.target]),
-        "norm": smap.normalization.norm, "safety": py(smap.normalization.safety),
-        "eps": py(smap.normalization.eps), "rescale": out.rescale, "exponent": py(out.exponent),
+        "norm_literal": py(smap.normalization.norm), "safety": py(smap.normalization.safety),
+        "eps": py(smap.normalization.eps), "rescale_literal": py(out.rescale), "exponent": py(out.exponent),
     }
 
 
@@ -127,9 +121,6 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
     return seal(render(
         "torch/module.py.jinja", **module_view(stages, "torch", about, source_label),
         matmul_counts=py({seen[s]: s.matmuls for s in seen}), tables=tables, functions=functions, plans=plans,
-        cpu_chunk_bytes=CPU_CHUNK_BYTES, sym_blocks=TORCH_SYM_BLOCKS,
-        uses_sym=any(block_triangle_ops(s, "float32") for s in seen),
-        uses_runtime_scalars=any(runtime_scalars(s) for s in seen), uses_fit=any(runtime_scalars(s) for s in seen),
     ))
 
 

@@ -1,8 +1,7 @@
-"""Triton emitter: every candidate plan of a spec → one Python module of Triton kernels and launchers.
+"""Triton emitter: every candidate plan of a spec → one Python module of launches of Triton kernels.
 
-Kernel bodies live one per file in templates/triton/ (sym_matmul, matmul_epilogue, lincomb; the fused
-epilogue is a shared hook macro), the tile-configuration registry in templates/triton/configs.toml. Each
-schedule op becomes a call to a launcher: symmetric products go to the triangular-tile kernel (those whose
+The kernels do not vary per spec: they live once in polygen/runtime/triton_ops.py. Each schedule op becomes
+a call to one of their launchers: symmetric products go to the triangular-tile kernel (those whose
 computed result is symmetric to rounding error, see half_tile_ops), the other products to the GEMM with the
 fused αAB + βC + γI epilogue, linear combinations to the elementwise kernel; ops without a kernel (sketches,
 fitted parameters) reuse the torch backend's code. Scalars that are plain numbers are baked in as
@@ -12,48 +11,18 @@ tl.constexpr; loop-table scalars are read from a device tensor (one table row pe
 
 from __future__ import annotations
 
-import hashlib
-import tomllib
 from collections.abc import Sequence
 
 from polygen.codegen import env
 from polygen.codegen.env import Code, comment, ident, py, render, seal
 from polygen.codegen.torch_emitter import _op_view as torch_op_view
 from polygen.codegen.torch_emitter import fmt, module_view, plan_views, runtime_scalars
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
+from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
 from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.pipeline import Stages
 from polygen.passes.symmetry import half_tile_ops
 
-KERNELS = (  # (template, kernel suffix): the module holds these kernels, in this order
-    ("triton/sym_matmul.py.jinja", "sym_matmul"),
-    ("triton/matmul_epilogue.py.jinja", "matmul"),
-    ("triton/lincomb.py.jinja", "lincomb"),
-    ("triton/pair_matmul.py.jinja", "pair_matmul"),
-)
-CONFIG_KINDS = ("sym_matmul", "matmul", "lincomb", "pair_matmul")
 _DEFAULTS = {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}
-
-
-def tile_configs() -> dict[str, dict[str, list[dict]]]:
-    """The registry in templates/triton/configs.toml: {"cuda" | "interpreter": {kernel: [config, ...]}}."""
-    with open(env.TEMPLATE_DIR / "triton" / "configs.toml", "rb") as fh:
-        data = tomllib.load(fh)
-    out: dict[str, dict[str, list[dict]]] = {}
-    for where in ("interpreter", "cuda"):
-        kinds = data.get(where, {})
-        missing = [k for k in CONFIG_KINDS if not kinds.get(k)]
-        if missing:
-            raise ValueError(f"templates/triton/configs.toml: [{where}] has no configuration for {missing}")
-        for kind in CONFIG_KINDS:
-            for cfg in kinds[kind]:
-                need = {"num_warps", "num_stages"} | ({"BLOCK", "BLOCK_K"} if kind in ("sym_matmul", "pair_matmul")
-                                                      else {"BLOCK_M", "BLOCK_N"})
-                if not need <= set(cfg):
-                    raise ValueError(f"templates/triton/configs.toml: [{where}] {kind} entry {cfg} lacks "
-                                     f"{sorted(need - set(cfg))}")
-        out[where] = {k: [dict(c) for c in kinds[k]] for k in CONFIG_KINDS}
-    return out
 
 
 def _dynamic(values: list[Scalar], params: tuple[str, ...]) -> tuple[str, list[int]]:
@@ -175,41 +144,19 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
             "doc": py(doc)}
 
 
-def _max_terms(stages: Stages) -> int:
-    return max([len(op.terms) for forms in stages.plans.values() for s in forms.values()
-                for op, _ in s.flat_ops() if op.kind == LINCOMB] + [1])
-
-
 def emit_triton(stages: Stages, source_label: str | None = None) -> str:
-    from polygen import __version__
-
     smap = stages.spec
     functions, tables, seen, plans = plan_views(stages, "triton", _function_view)
-
-    max_terms = _max_terms(stages)
-    # the paired-product kernel only where some plan pairs products (passes.fuse_pairs)
-    used = [(tpl, k) for tpl, k in KERNELS if k != "pair_matmul" or any(paired_products(s) for s in seen)]
-    kernels = [render(tpl, name=ident(smap.name), max_terms=max_terms).rstrip("\n") for tpl, _ in used]
-    configs = tile_configs()
-    tag_src = "\n".join([smap.source_hash, __version__, repr(configs)] + kernels)
-    op_tag = hashlib.sha256(tag_src.encode()).hexdigest()[:10]
-    config_src = {py(where): {py(kind): [py(dict(cfg)) for cfg in cfgs] for kind, cfgs in kinds.items()}
-                  for where, kinds in configs.items()}
-    kernel_names = [f"{smap.name}_{k}_kernel" for _, k in used]
-    about = (f'Generated from the spec "{smap.name}" by polygen (Triton backend), with the kernels\n'
-             f"{', '.join(kernel_names)};\n"
-             "each has a plain launcher that checks, allocates and launches, registered as a torch.library "
-             "triton_op\n"
-             f"(polygen::{smap.name}_<kernel>_{op_tag}) and launched through wrap_triton, so "
+    about = (f'Generated from the spec "{smap.name}" by polygen (Triton backend): one function per plan, each a '
+             "sequence of\n"
+             "launches of the kernels in polygen.runtime.triton_ops (torch.library triton_ops, so "
              "torch.compile(fullgraph=True)\n"
-             "traces through it. One function per plan; `apply` normalizes the input, transposes tall matrices, "
-             "picks the\n"
-             "cheapest plan for the shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU "
-             "tensors\n"
-             "under TRITON_INTERPRET=1 (slow; for tests).")
+             "traces through them). `apply` normalizes the input, transposes tall matrices, picks the cheapest "
+             "plan for the\n"
+             "shape and dtype, and rescales the output. Runs on CUDA tensors, or on CPU tensors under "
+             "TRITON_INTERPRET=1\n"
+             "(slow; for tests).")
     return seal(render(
         "triton/module.py.jinja", **module_view(stages, "triton", about, source_label),
-        matmul_counts=py({seen[s]: s.matmuls for s in seen}), op_tag=py(op_tag), max_terms=max_terms,
-        kernels=[Code(k) for k in kernels], tile_configs=config_src, tables=tables, functions=functions, plans=plans,
-        uses_fit=any(op.kind == FIT for sched in seen for op, _ in sched.flat_ops()),
+        matmul_counts=py({seen[s]: s.matmuls for s in seen}), tables=tables, functions=functions, plans=plans,
     ))

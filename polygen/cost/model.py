@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
 from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.symmetry import block_triangle_ops, half_tile_ops, op_positions
+from polygen.runtime.tuning import SYM_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Machine:
     pairs_products: bool = False  # runs passes.fuse_pairs' pairs in one launch
 
 
-# torch's emitter computes a symmetric product as the upper triangle of TORCH_SYM_BLOCKS² blocks and mirrors it,
-# paying (k + 1) / 2k of the FLOPs (passes.symmetry.block_triangle_ops says which products).
-TORCH_SYM_BLOCKS = 4
+# The torch backend computes a symmetric product as the upper triangle of SYM_BLOCKS² blocks and mirrors it
+# (polygen.runtime.torch_ops.sym_bmm), paying (k + 1) / 2k of the FLOPs (passes.symmetry.block_triangle_ops says
+# which products).
+TORCH_SYM_BLOCKS = SYM_BLOCKS
 
 MACHINES = {
     "torch": Machine("torch", 1.0e11, 1.0e10, (TORCH_SYM_BLOCKS + 1) / (2 * TORCH_SYM_BLOCKS), 2e-6),

@@ -285,6 +285,7 @@ class MatrixOptimizer(Optimizer):
             # differently from the same matrix in a stack, making an update depend on its bucket's neighbours
             X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else \
                 mats[0].to(ns_dtype, memory_format=torch.contiguous_format)
+            X = X.contiguous()  # .to() returns a lone tall matrix already in ns_dtype as its transposed view
             out = self.orthogonalize(fn, X)
             outs = out.split([e[3] for e in entries])
             # apply per (group, lr scale): decoupled weight decay, then the scaled update (torch's order)

@@ -11,9 +11,11 @@ import importlib.metadata
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-# What generated text depends on: the compiler packages and modules, and the helpers that seal and hash it.
+# What generated text depends on: the compiler packages and modules, the helpers that seal and hash it, the
+# tuning constants the cost model reads, and the run-time modules whose names and signatures it calls.
 COMPILER_PACKAGES = ("spec", "ir", "passes", "cost", "codegen")
-COMPILER_MODULES = ("driver.py", "runtime/files.py", "runtime/specfiles.py")  # polygen's version: in the header
+COMPILER_MODULES = ("driver.py", "runtime/files.py", "runtime/specfiles.py", "runtime/tuning.py",
+                    "runtime/torch_ops.py", "runtime/triton_ops.py", "runtime/triton_support.py")
 VERSIONED = ("torch", "triton")
 
 

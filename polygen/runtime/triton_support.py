@@ -1,9 +1,8 @@
 """What every generated Triton module needs and no spec changes: launcher checks, run-time scalar tables, the
 shared-memory prune of the tile autotuner, and the triangular tile mapping of the symmetric kernels.
 
-Generated modules (generated/triton/*.py) import these under their historical private names; keeping them
-here means one copy to read and fix instead of one per spec. Imported only by Triton modules, so the torch
-backend never imports triton.
+The kernels (runtime/triton_ops.py) and the generated Triton modules (identity, scalars) import these.
+Imported only on the Triton path, so the torch backend never imports triton.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
-"""The compiler driver: spec → spectral IR → schedules → source, with every stage available."""
+"""The compiler driver: spec → spectral IR → schedules → source. The stages are listed once, in ``lower``;
+``schedule`` and ``generate`` read them, so each is built once per spec (and kept for the process)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from polygen.cost.search import Plan, candidates, choose
+from polygen.cost.search import Plan, choose_among
 from polygen.errors import PolygenError, SpecError
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.normalize import normalize
-from polygen.passes.pipeline import Stages, lower
+from polygen.passes.pipeline import Stages, candidate_plans
 from polygen.passes.place_restarts import dtype_class
+from polygen.passes.verify_convergence import verify_convergence, verify_map
 from polygen.spec import load_spec
 
 
@@ -18,8 +21,25 @@ def _spec(spec: Any) -> SpectralMap:
     return spec if isinstance(spec, SpectralMap) else load_spec(spec)  # a name, a path or a SpecText
 
 
+@functools.lru_cache(maxsize=64)
+def _normalized_plans(smap: SpectralMap) -> tuple[SpectralMap, dict]:
+    # [A] spec -> normalized spectral map
+    spectral = normalize(smap)
+    # [B] spectral map -> candidate schedules per dtype class (the direct plan once, Gram plans per dtype)
+    return spectral, candidate_plans(spectral)
+
+
+@functools.lru_cache(maxsize=64)
+def lower(smap: SpectralMap, check: bool = True) -> Stages:
+    """Every stage of one spec: [A] normalized map, [B] candidate schedules, [C] the convergence report."""
+    spectral, plans = _normalized_plans(smap)
+    # [C] spec -> convergence verified on the domain (the map's fixed point only, when not checking)
+    report = verify_convergence(smap) if check else verify_map(smap)
+    return Stages(smap, spectral, report, plans)
+
+
 def compile_stages(spec: Any, *, check: bool = True) -> Stages:
-    return lower(_spec(spec), check=check)
+    return lower(_spec(spec), check)
 
 
 def schedule(spec: Any, shape: tuple[int, int], dtype: Any = "float32", backend: str = "torch",
@@ -34,16 +54,21 @@ def schedule(spec: Any, shape: tuple[int, int], dtype: Any = "float32", backend:
     transposed = smap.input_kind == "rectangular" and m > n
     mm, nn = (n, m) if transposed else (m, n)
     dt = dtype_class(dtype)
-    spectral = normalize(smap)
-    best, costs = choose(spectral, mm, nn, batch=batch, dtype=dt, backend=backend)
-    sched = candidates(spectral, dt)[best]
+    plans = _normalized_plans(smap)[1][dt]
+    best, costs = choose_among(plans, mm, nn, batch=batch, dtype=dt, backend=backend)
     alts = tuple((k, c) for k, c in costs.items() if k != best)
-    return Plan(smap.name, (m, n), transposed, dt, backend, sched, costs[best], alts)
+    return Plan(smap.name, (m, n), transposed, dt, backend, plans[best], costs[best], alts)
 
 
 def generate(spec: Any, backend: str = "torch") -> str:
     """Source text of the generated module for ``backend`` ("torch" or "triton")."""
-    stages = compile_stages(spec)
+    return _generate(_spec(spec), backend)
+
+
+@functools.lru_cache(maxsize=128)
+def _generate(smap: SpectralMap, backend: str) -> str:
+    # [D] stages -> source text of one backend (pure: the same map gives the same text within a process)
+    stages = lower(smap)
     if backend == "torch":
         from polygen.codegen.torch_emitter import emit_torch
 
@@ -53,6 +78,12 @@ def generate(spec: Any, backend: str = "torch") -> str:
 
         return emit_triton(stages)
     raise ValueError(f"backend must be 'torch' or 'triton', got {backend!r}")
+
+
+def clear_caches() -> None:
+    """Forget the stages and sources built in this process (for tests that watch the compiler run)."""
+    for fn in (_normalized_plans, lower, _generate):
+        fn.cache_clear()
 
 
 def compile_module(spec: Any, backend: str) -> str:

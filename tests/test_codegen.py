@@ -15,7 +15,24 @@ from polygen.runtime.loader import GENERATED_DIR
 
 
 def test_generated_dir_is_up_to_date():
+    """`polygen check` inside the suite (make test runs no separate one): the whole tree is regenerated here
+    once, and the driver keeps what it built for every later test of this process."""
     assert check() == []
+
+
+def test_the_tree_is_generated_once_per_process(monkeypatch, tmp_path: Path):
+    """After one regeneration (check, build, generate), the same specs cost no further emitter run."""
+    import polygen.codegen.torch_emitter as te
+    import polygen.codegen.triton_emitter as tr
+
+    assert check() == []
+    calls = []
+    for mod, name in ((te, "emit_torch"), (tr, "emit_triton")):
+        real = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *a, real=real, **k: calls.append(1) or real(*a, **k))
+    assert check() == [] and build(out=tmp_path)
+    assert polygen.generate("muon_ns5") == polygen.generate("muon_ns5", backend="torch")
+    assert calls == []
 
 
 def test_regenerating_into_a_temp_dir_reproduces_generated(tmp_path: Path):

@@ -57,7 +57,9 @@ def _captured_contexts(monkeypatch, spec: str) -> list[tuple[str, dict]]:
     """Every (template, context) the emitters render for ``spec``, both backends."""
     import polygen.codegen.torch_emitter as te
     import polygen.codegen.triton_emitter as tr
+    from polygen.driver import clear_caches
 
+    clear_caches()  # generate() keeps what it built: this test must watch the emitters run
     seen: list[tuple[str, dict]] = []
 
     def spy(template: str, **context: object) -> str:

@@ -322,8 +322,14 @@ def test_sparse_powers_use_repeated_squaring():
 
 
 def test_cost_model_symmetric_discounts_per_backend_and_dtype():
-    sched = lower_direct(spectral("muon_ns5"))
+    from polygen.passes.select_kernels import select_kernels
+
+    raw = lower_direct(spectral("muon_ns5"))
     m, n = 512, 2048
+    for backend in ("triton", "torch"):  # before kernels are selected every product is a plain GEMM
+        c = plan_cost(raw, m, n, backend=backend)
+        assert c.flops == c.dense_flops
+    sched = select_kernels(raw)
     triton_cost = plan_cost(sched, m, n, backend="triton")
     torch32 = plan_cost(sched, m, n, backend="torch", dtype="float32")
     torch16 = plan_cost(sched, m, n, backend="torch", dtype="bfloat16")
@@ -332,6 +338,32 @@ def test_cost_model_symmetric_discounts_per_backend_and_dtype():
     assert triton_cost.dense_flops - triton_cost.flops == 5 * (m * m * n + m**3)
     assert torch32.dense_flops - torch32.flops == 5 * 3 * (2 * m * m * n + 2 * m**3) // 8
     assert torch16.dense_flops - torch16.flops == 5 * 3 * (2 * m * m * n) // 8
+
+
+@pytest.mark.parametrize("name", ["muon_ns5", "polar_express", "inv_root_4", "muonp_3_5", "prism_polar"])
+def test_select_kernels_writes_each_decision_once(name):
+    """Every candidate leaves the pipeline with its products' Kernel filled in from the symmetry and pairing
+    rules, nothing else is touched, and selecting again changes nothing."""
+    from dataclasses import replace
+
+    from polygen.ir.schedule import PLAIN, Loop
+    from polygen.passes.fuse_pairs import paired_products
+    from polygen.passes.select_kernels import select_kernels
+    from polygen.passes.symmetry import block_triangle_ops, half_tile_ops
+
+    for dt, forms in polygen.driver.compile_stages(name).plans.items():
+        for form, sched in forms.items():
+            assert select_kernels(sched) == sched, (dt, form)
+            pos = sched.positions()
+            assert {p for p, op, _ in pos if op.kernel.mirrored} == half_tile_ops(sched)
+            assert {p for p, op, _ in pos if op.kernel.torch_blocked} == block_triangle_ops(sched, "float32")
+            assert {p for p, op, _ in pos if op.kernel.torch_blocked_16} == block_triangle_ops(sched, "bfloat16")
+            assert {p for p, op, _ in pos if op.kernel.pair == "first"} == {a for a, _ in paired_products(sched)}
+            assert all(op.kernel == PLAIN for _, op, _ in pos if not op.is_matmul)
+            plain = replace(sched, blocks=tuple(
+                replace(b, body=tuple(replace(o, kernel=PLAIN) for o in b.body)) if isinstance(b, Loop)
+                else replace(b, kernel=PLAIN) for b in sched.blocks))
+            assert select_kernels(plain) == sched
 
 
 def test_plan_listing_is_readable():

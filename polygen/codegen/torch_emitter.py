@@ -9,7 +9,6 @@ from polygen.codegen.env import Code, comment, docstring, ident, provenance_head
 from polygen.cost.model import cost_polynomial
 from polygen.ir.schedule import FIT, Loop, Op, Schedule
 from polygen.passes.pipeline import Stages
-from polygen.passes.symmetry import block_triangle_ops
 from polygen.runtime.compiler_key import compiler_key
 
 TARGET_DOC = {
@@ -45,11 +44,10 @@ def runtime_scalars(sched: Schedule) -> set[str]:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
-    sym = block_triangle_ops(sched, "float32")  # runtime.torch_ops.sym_bmm applies the dtype rule at run time
-    sym16 = block_triangle_ops(sched, "bfloat16")
 
     def view(op: Op, pos: tuple[int, int]) -> dict:
-        return _op_view(op, rt, pos in sym, pos in sym16)
+        # runtime.torch_ops.sym_bmm applies the dtype rule at run time: one plan function serves several dtypes
+        return _op_view(op, rt, op.kernel.torch_blocked, op.kernel.torch_blocked_16)
 
     blocks = []
     for i, blk in enumerate(sched.blocks):

@@ -1,9 +1,9 @@
 """Triton emitter: every candidate plan of a spec → one Python module of launches of Triton kernels.
 
 The kernels do not vary per spec: they live once in polygen/runtime/triton_ops.py. Each schedule op becomes
-a call to one of their launchers: symmetric products go to the triangular-tile kernel (those whose
-computed result is symmetric to rounding error, see half_tile_ops), the other products to the GEMM with the
-fused αAB + βC + γI epilogue, linear combinations to the elementwise kernel; ops without a kernel (sketches,
+a call to one of their launchers: the products whose Kernel (passes.select_kernels) is ``mirrored`` go to
+the triangular-tile kernel, pairs to the paired kernel, the other products to the GEMM with the fused
+αAB + βC + γI epilogue, linear combinations to the elementwise kernel; ops without a kernel (sketches,
 fitted parameters) reuse the torch backend's code. Scalars that are plain numbers are baked in as
 tl.constexpr; loop-table scalars are read from a device tensor (one table row per trip) and run-time ones
 (fitted values) from a (batch, k) tensor, so the generated code never syncs to the host.
@@ -18,9 +18,7 @@ from polygen.codegen.env import Code, comment, ident, py, render, seal
 from polygen.codegen.torch_emitter import _op_view as torch_op_view
 from polygen.codegen.torch_emitter import fmt, module_view, plan_views, runtime_scalars
 from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
-from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.pipeline import Stages
-from polygen.passes.symmetry import half_tile_ops
 
 _DEFAULTS = {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}
 
@@ -57,11 +55,11 @@ def _scalar_kwargs(op: Op, names: tuple[str, ...], params: tuple[str, ...], extr
     return kw, idx[len(names):]
 
 
-def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = False) -> dict:
+def _op_view(op: Op, params: tuple[str, ...], runtime: set[str]) -> dict:
     """The template's view of one op; ``by_name`` says it names loop parameters in Python expressions."""
     view: dict = {"kind": op.kind, "out": ident(op.out), "note": comment(op.note), "a": ident(op.a) if op.a else ""}
     if op.kind == MATMUL:
-        view["fn"] = Code("sym_matmul" if half else "matmul")
+        view["fn"] = Code("sym_matmul" if op.kernel.mirrored else "matmul")
         view["b"] = _operand(op.b, op.tb)
         kw, _ = _scalar_kwargs(op, ("alpha", "beta", "gamma"), params)
         view["kwargs"] = ([(Code("c"), ident(op.c))] if op.c else []) + kw
@@ -82,8 +80,9 @@ def _op_view(op: Op, params: tuple[str, ...], runtime: set[str], half: bool = Fa
     return view
 
 
-def _pair_view(first: Op, second: Op, half: tuple[bool, bool]) -> dict:
+def _pair_view(first: Op, second: Op) -> dict:
     """Two products with one left factor and no epilogue, in one launch of the paired kernel."""
+    half = (first.kernel.mirrored, second.kernel.mirrored)
     b = [_operand(op.b, op.tb) for op in (first, second)]
     note = "; ".join(n for n in (first.note, second.note) if n)
     return {"kind": "pair", "out": ident(first.out), "out2": ident(second.out), "a": ident(first.a), "b": b[0],
@@ -97,28 +96,31 @@ def _operand(name: str, transposed: bool) -> Code:
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     runtime = runtime_scalars(sched)
-    half = half_tile_ops(sched)
-    pairs = dict(paired_products(sched))
-    seconds = set(pairs.values())
 
-    def views(i: int, ops: list[tuple[int, Op]], params: tuple[str, ...]) -> list[dict]:
+    def views(ops: list[Op], params: tuple[str, ...]) -> list[dict]:
+        """One view per op, or per pair: a product whose Kernel is the first of a pair takes the next along."""
         out = []
-        by_pos = dict(ops)
-        for j, op in ops:
-            if (i, j) in seconds:
+        for j, op in enumerate(ops):
+            if op.kernel.pair == "second":
                 continue
-            if (i, j) in pairs:
-                k = pairs[(i, j)][1]
-                out.append(_pair_view(op, by_pos[k], ((i, j) in half, pairs[(i, j)] in half)))
+            if op.kernel.pair == "first":
+                out.append(_pair_view(op, ops[j + 1]))
             else:
-                out.append(_op_view(op, params, runtime, (i, j) in half))
+                out.append(_op_view(op, params, runtime))
         return out
 
-    blocks = []
-    for i, blk in enumerate(sched.blocks):
+    blocks: list[dict] = []
+    top: list[Op] = []  # a run of top-level ops between loops: pairs form within it
+
+    def flush() -> None:
+        blocks.extend({"loop": False, "op": v} for v in views(top, ()))
+        top.clear()
+
+    for blk in sched.blocks:
         if isinstance(blk, Loop):
+            flush()
             table = bind = Code("")
-            body = views(i, list(enumerate(blk.body)), blk.params)
+            body = views(list(blk.body), blk.params)
             if blk.params:
                 table = Code(f"_TABLE_{len(tables)}")
                 tables.append({"name": table, "rows": [[py(float(v)) for v in row] for row in blk.table]})
@@ -127,17 +129,12 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                     bind = Code(names + ("," if len(blk.params) == 1 else "") + " = coef.unbind(0)")
             blocks.append({"loop": True, "table": table, "bind": bind, "trips": int(blk.trips),
                            "label": py(blk.label), "body": body})
-        elif (i, -1) not in seconds:
-            if (i, -1) in pairs:
-                nxt = sched.blocks[pairs[(i, -1)][0]]
-                assert isinstance(nxt, Op)
-                blocks.append({"loop": False, "op": _pair_view(blk, nxt, ((i, -1) in half, pairs[(i, -1)] in half))})
-            else:
-                blocks.append({"loop": False, "op": _op_view(blk, (), runtime, (i, -1) in half)})
+        else:
+            top.append(blk)
+    flush()
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
-    trips = {i: blk.trips if isinstance(blk, Loop) else 1 for i, blk in enumerate(sched.blocks)}
-    sym = sum(trips[i] for i, _ in half)
-    paired = sum(trips[i] for i, _ in pairs)
+    sym = sum(times for _, op, times in sched.positions() if op.kernel.mirrored)
+    paired = sum(times for _, op, times in sched.positions() if op.kernel.pair == "first")
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
            f"side, {sym} symmetric on half the tiles, {paired} pairs sharing a launch){restarts}.")
     return {"name": ident(f"_plan_{key}"), "key": py(key), "blocks": blocks, "output": ident(sched.outputs[0]),

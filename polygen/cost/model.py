@@ -1,9 +1,9 @@
 """FLOPs and bytes of every schedule op for a shape, and an estimated time per backend.
 
 Shape classes: S = m×m, L = m×n, N = n×n (m <= n after transposing tall inputs). A symmetric output
-costs half its FLOPs on Triton, whose kernels compute only the upper-triangular tiles (for the products
-passes.symmetry.half_tile_ops lets run there), and (k + 1)/2k on torch, whose emitter computes the upper
-triangle of k×k blocks (passes.symmetry.block_triangle_ops).
+costs half its FLOPs on Triton, whose kernels compute only the upper-triangular tiles, and (k + 1)/2k on torch,
+which computes the upper triangle of k×k blocks: for the products whose Kernel (passes.select_kernels) says
+so; the model reads those fields and decides nothing itself.
 
 The torch figures model eager execution on the CPU, where they were measured. Two of the emitter's run-time
 rules are not in them: the 16-bit long-side XXᵀ stays one GEMM on CUDA and under torch.compile, and a product
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
-from polygen.passes.fuse_pairs import paired_products
-from polygen.passes.symmetry import block_triangle_ops, half_tile_ops, op_positions
+from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Schedule
 from polygen.runtime.tuning import SYM_BLOCKS
 
 
@@ -117,19 +115,20 @@ def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int, p: in
     return fl, by, sym
 
 
-def _half_tiles(sched: Schedule, mach: Machine, dtype: str) -> set[tuple[int, int]]:
-    """The symmetric products this backend computes in part and mirrors (the policy its emitter applies)."""
-    if mach.symmetric_discount >= 1.0:
-        return set()
-    return block_triangle_ops(sched, dtype) if mach.name == "torch" else half_tile_ops(sched)
+def _discounted(op: Op, mach: Machine, dtype: str) -> bool:
+    """Whether this backend computes the product in part and mirrors it (its Kernel, passes.select_kernels)."""
+    if op.kind != MATMUL or mach.symmetric_discount >= 1.0:
+        return False
+    if mach.name == "torch":
+        return op.kernel.torch_blocked_16 if dtype in ("bfloat16", "float16") else op.kernel.torch_blocked
+    return op.kernel.mirrored
 
 
 def _launches_saved(sched: Schedule, mach: Machine) -> int:
     """Launches this backend saves by running paired products together (one per pair and trip)."""
     if not mach.pairs_products:
         return 0
-    trips = {i: blk.trips if isinstance(blk, Loop) else 1 for i, blk in enumerate(sched.blocks)}
-    return sum(trips[i] for (i, _), _ in paired_products(sched))
+    return sum(times for _, op, times in sched.positions() if op.kernel.pair == "first")
 
 
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
@@ -138,14 +137,13 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
     itemsize = ITEMSIZE.get(dtype, 4)
     shapes = sched.shapes()
     matmuls = long_mm = flops = dense = nbytes = ops = 0
-    half = _half_tiles(sched, mach, dtype)
-    for pos, op, times in op_positions(sched):
+    for _, op, times in sched.positions():
         f, b, _ = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
         if op.kind == ALIAS:
             continue
         ops += times
         dense += f * times * batch
-        flops += int(f * (mach.symmetric_discount if pos in half else 1.0)) * times * batch
+        flops += int(f * (mach.symmetric_discount if _discounted(op, mach, dtype) else 1.0)) * times * batch
         nbytes += b * times * batch
         if op.kind == MATMUL:
             matmuls += times
@@ -167,13 +165,12 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
         e = (factors.count("m"), factors.count("n"))
         poly[e] = poly.get(e, 0.0) + c * float(sched.sketch_rows) ** factors.count("p")
 
-    half = _half_tiles(sched, mach, dtype)
-    for pos, op, times in op_positions(sched):
+    for _, op, times in sched.positions():
         if op.kind == ALIAS:
             continue
         poly[(0, 0)] = poly.get((0, 0), 0.0) + times * mach.launch_s
         flops, elems, _ = op_terms(op, shapes, sched.input_shape)
-        disc = mach.symmetric_discount if pos in half else 1.0
+        disc = mach.symmetric_discount if _discounted(op, mach, dtype) else 1.0
         for fs, k in flops:
             add(fs, times * k * disc / mach.flops_per_s)
         for fs, k in elems:

@@ -1,9 +1,5 @@
-"""Search: build every candidate plan for a spec, price each for the shape at hand, keep the cheapest.
-
-Candidates: the direct plan (with the univariate evaluator chosen per polynomial: Horner,
-Paterson–Stockmeyer or a sparse power chain), and, when the map is x·h(x²) in one variable, the
-Gram-space plan with restarts derived for the dtype. Hints in the spec narrow the choice only when forced.
-"""
+"""Search: price every candidate plan of a spec (passes.pipeline.candidate_plans) for the shape at hand and
+keep the cheapest."""
 
 from __future__ import annotations
 
@@ -12,9 +8,8 @@ from dataclasses import dataclass, field
 from polygen.cost.model import Cost, plan_cost
 from polygen.ir.schedule import Schedule
 from polygen.ir.spectral import SpectralMap
-from polygen.passes.lower_direct import lower_direct
-from polygen.passes.place_restarts import dtype_class, place_restarts
-from polygen.passes.plan_gram_space import gram_space_applicable, plan_gram_space
+from polygen.passes.pipeline import candidate_plans
+from polygen.passes.place_restarts import dtype_class
 
 
 @dataclass(frozen=True)
@@ -53,25 +48,20 @@ class Plan:
 
 
 def candidates(smap: SpectralMap, dtype: str = "float32") -> dict[str, Schedule]:
-    """Every plan the scheduler considers for this spec (shape-independent)."""
-    out = {"direct": lower_direct(smap)}
-    if gram_space_applicable(smap) and smap.total_steps > 1:
-        out["gram"] = plan_gram_space(smap, place_restarts(smap, dtype_class(dtype)))
-    if smap.hints.force and smap.hints.form != "auto":
-        if smap.hints.form not in out:  # the spec asks for what its map cannot do: an error in the spec's line
-            from polygen.errors import SpecError
+    """Every plan the scheduler considers for this spec and dtype (shape-independent; passes.pipeline)."""
+    return candidate_plans(smap)[dtype_class(dtype)]
 
-            raise SpecError(f"hint form = {smap.hints.form!r} with force = true cannot be realized: the gram form "
-                            "needs one rectangular variable, started at the input and updated by x·h(x²) in each "
-                            "of at least two steps, and no fitted step", source=smap.source,
-                            line=smap.line_of("hints"), field="hints.form")
-        out = {smap.hints.form: out[smap.hints.form]}
-    return out
+
+def choose_among(plans: dict[str, Schedule], m: int, n: int, *, batch: int = 1, dtype: str = "float32",
+                 backend: str = "torch") -> tuple[str, dict[str, Cost]]:
+    """The cheapest of ``plans`` for an (m, n) problem (ties go to the direct form), with every plan's cost."""
+    costs = {name: plan_cost(s, m, n, batch=batch, dtype=dtype_class(dtype), backend=backend)
+             for name, s in plans.items()}
+    best = min(costs, key=lambda k: (costs[k].seconds, k != "direct"))
+    return best, costs
 
 
 def choose(smap: SpectralMap, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
            backend: str = "torch") -> tuple[str, dict[str, Cost]]:
-    costs = {name: plan_cost(s, m, n, batch=batch, dtype=dtype_class(dtype), backend=backend)
-             for name, s in candidates(smap, dtype).items()}
-    best = min(costs, key=lambda k: (costs[k].seconds, k != "direct"))
-    return best, costs
+    """The cheapest candidate of a normalized map for an (m, n) problem, with every candidate's cost."""
+    return choose_among(candidates(smap, dtype), m, n, batch=batch, dtype=dtype, backend=backend)

@@ -25,6 +25,20 @@ OP_KINDS = (MATMUL, LINCOMB, IDENTITY, ALIAS, SKETCH, FIT)
 
 
 @dataclass(frozen=True)
+class Kernel:
+    """How the backends run one product: decided once by passes.select_kernels, read by the cost model and both
+    emitters (the default is a plain GEMM on every backend)."""
+
+    mirrored: bool = False  # symmetric to rounding error: Triton's triangular-tile kernel computes half, mirrored
+    torch_blocked: bool = False  # torch computes it as a mirrored block triangle in float32/float64
+    torch_blocked_16: bool = False  # ... and in 16-bit dtypes too (a Gram product XXᵀ of the long side)
+    pair: str = ""  # "first" | "second": one launch with the next (previous) product of its block (Triton)
+
+
+PLAIN = Kernel()
+
+
+@dataclass(frozen=True)
 class Op:
     """One schedule op; ``out`` is (re)bound to its result."""
 
@@ -49,6 +63,7 @@ class Op:
     lo: float = 0.0
     hi: float = 0.0
     rows: int = 0
+    kernel: Kernel = PLAIN  # matmul: how the backends run it (passes.select_kernels)
 
     @property
     def is_matmul(self) -> bool:
@@ -108,6 +123,16 @@ class Schedule:
     restarts: tuple[int, ...] = ()  # gram form: steps after which X, R are rebuilt from Q
     dtype_class: str = "any"  # which dtypes this plan was derived for ("any", "float32", "bfloat16", ...)
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def positions(self) -> list[tuple[tuple[int, int], Op, int]]:
+        """Every op with its position (block, index in a loop body or -1) and how many times it runs."""
+        out: list[tuple[tuple[int, int], Op, int]] = []
+        for i, blk in enumerate(self.blocks):
+            if isinstance(blk, Loop):
+                out.extend(((i, j), op, blk.trips) for j, op in enumerate(blk.body))
+            else:
+                out.append(((i, -1), blk, 1))
+        return out
 
     def flat_ops(self) -> list[tuple[Op, int]]:
         """Every op with how many times it runs."""

@@ -88,7 +88,7 @@ class MuonP(MatrixOptimizer):
         explicit_p = p is not _DEFAULT_P
         frac = _as_fraction(p)
         if spec is None:
-            from polygen import list_specs
+            from polygen.runtime.specfiles import list_specs
 
             spec = builtin_spec_for(frac)
             if spec not in list_specs():

@@ -233,7 +233,7 @@ class Shampoo(Optimizer):
         spec = group["root_spec"]
         if group["root_method"] == "polygen":
             if spec is None:
-                from polygen import list_specs
+                from polygen.runtime.specfiles import list_specs
 
                 name = f"inv_root_{r}"
                 if name in list_specs():

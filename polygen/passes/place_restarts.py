@@ -19,22 +19,9 @@ simulation of the spec's map on its domain sees both:
 Among the placements every segment of which passes, the plan takes the fewest restarts (each costs two
 long-side products), then the smallest negative excursion (the widest margin from that divergence), then the
 smallest max q over all segments (gram-newton-schulz's ranking), then the earliest cuts. A few dynamic
-programmes over segments find that placement in O(T²) for T step instances; enumerating placements is
-exponential in T, and a spec may run up to 1000 of them. In float32 Keller Jordan's NS5 needs no restart
-(max q ≈ 471 on [1e-3, 1]); in bfloat16 and float16 it restarts once, after step 3 (0-based 2).
-
-The constants were checked against matrix runs: the worst ratio, over 64×256, 256×1024 and 2×128×512 inputs
-at κ = 10 and 1e3 (two seeds each), of the Gram plan's error against the exact map to the direct form's, for
-every placement of up to two restarts. Chosen placements (bf16 / fp16 ratios): muon_ns5 (2,) 1.24 / 1.34
-(the earlier rule's every-two-steps (1, 3): 1.13 / 1.15, one restart more); polar_express (0, 2) 1.26 / 1.28;
-polar_express_8 (1, 3) 1.12 / 1.22 and 1.36 in float32 (the earlier (0, 2): 1.71 / 1.69 / 2.04); ns_cubic (6,)
-1.15 / 1.00. What the rule rejects or ranks lower was measured worse: q = 40 in the last segment (muon_ns5
-(1,): 2.31 in both dtypes; bf16 rejects it on q, while in float16 it passes and loses to (2,) on the
-excursion, 0.070 against 0.048), a negative excursion of 23 (muon_ns5 (3,), bf16: 3.28) or 481
-(polar_express_8 (1, 5), bf16, whose q passes: 1e26), and ranking by last-segment q or max q instead of
-the excursion picked ns_cubic (12,) in float32 (5.3) and muon_ns5 (1,) in float16. Without any restart bf16
-NS5 is 80× less accurate than the direct form, so its Gram plan cannot get down to the two long-side products
-the float32 plan uses.
+programmes over segments find that placement in O(T²) for T step instances. Preconditions: the map is
+gram_space_applicable, and the dtype's unit roundoff is in UNIT_ROUNDOFF (others plan as float32). The
+measurements behind FACTOR, MID, NEG_LIMIT and the ranking are in bench/RESULTS.md, "Restart placement".
 """
 
 from __future__ import annotations

@@ -76,11 +76,9 @@ def half_tile_ops(sched: Schedule) -> set[tuple[int, int]]:
     Values are tracked with the matrix they are a polynomial of; a product that advances its own matrix
     (R ← HRH) starts a new one. Products whose symmetry holds in exact arithmetic only, through commuting
     polynomials across steps (the Gram plans' Q ← HQ, coupled iterations' X ← XT), run on the full GEMM:
-    mirroring one triangle would pin that symmetry and drop the commutator error later products need. In
-    bfloat16 mirroring them made polar_express's gram_bfloat16 plan ~1.6× less accurate (median over 30
-    matrices at 33×95: 0.031 vs 0.019 relative error against float32, worst 0.086 vs 0.023) and the coupled
-    inverse root ~8× (0.051 vs 0.006), which this policy avoids at no cost in accuracy. Loops are iterated
-    until every decision holds on every trip.
+    mirroring one triangle would pin that symmetry and drop the commutator error later products need
+    (bench/RESULTS.md, "Symmetric products on torch", has the measurement). Loops are iterated until every
+    decision holds on every trip.
     """
     chosen = {(i, j) for i, blk in enumerate(sched.blocks)
               for j, op in (enumerate(blk.body) if isinstance(blk, Loop) else [(-1, blk)])
@@ -106,16 +104,11 @@ def block_triangle_ops(sched: Schedule, dtype: str) -> set[tuple[int, int]]:
     """Positions of the products torch's emitter computes as the upper triangle of k×k blocks and mirrors.
 
     The same products as :func:`half_tile_ops` (mirroring is safe for exactly these), for rectangular inputs
-    only. On the CPU, float32 gained 1.3–1.5× per product (1024×4096 XXᵀ: 38.6 → 25.9 ms at 4 blocks; 1024²
-    R²: 9.6 → 6.7 ms) and 1.2× on muon_ns5's whole Gram plan, with the polar and power maps' errors unchanged
-    (within 2 % at 512×2048 and 1024², κ = 10 and 1e3). In 16-bit dtypes only the Gram products of the long
-    side (XXᵀ, whose inner dimension is n) are blocked, as 2-D GEMMs per matrix: bf16 1024×4096 XXᵀ 9.7 →
-    6.7 ms (4×768×3072: 16.0 → 12.5 ms), while blocking the m×m products gained little or lost (1024² R²+C:
-    2.72 → 2.28 ms; 4×768²: 4.40 → 4.67 ms), and bf16 bmm on column-sliced operands ran at half speed (the
-    768×3072 Gram plan once went from 31.8 to 37.4 ms that way). In the coupled iterations of symmetric
-    inputs (inverse roots) mirroring T²M and its kin raised the error against eigh by 20–50 % at n = 512 and
-    1024 (inv_root_2: 9.8e-5 → 1.2e-4, over its 1e-4 target). The emitter applies the dtype rule at run time
-    from the element size, since one plan function can serve several dtypes.
+    only (in the coupled iterations of symmetric inputs mirroring raised the error against eigh past the
+    target). In 16-bit dtypes only the Gram products of the long side (XXᵀ, inner dimension n), which the
+    emitter runs as 2-D GEMMs per matrix; the measurements behind both rules are in bench/RESULTS.md,
+    "Symmetric products on torch". The run-time code applies the dtype rule from the element size, since one
+    plan function can serve several dtypes.
     """
     if sched.input_shape == "N":
         return set()

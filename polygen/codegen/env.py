@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import jinja2
 from markupsafe import Markup
 
+from polygen.ir.schedule import Ref
 from polygen.resources import template_dir
 from polygen.runtime.files import BODY_HASH, body_digest
 
@@ -54,23 +55,16 @@ def ident(value: object) -> Code:
     return Code(value)
 
 
-_EXPR_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.Constant, ast.Add, ast.Sub,
-               ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-
-
-def scalar(value: float | int | str) -> Code:
-    """A schedule scalar: a number (as its repr) or a run-time expression over identifiers and numbers
-    (``(1.0 + 0.5*alpha)``), checked node by node."""
+def scalar(value: object) -> Code:
+    """A schedule scalar: a number as its repr, or a run-time scalar (ir.schedule.Ref) printed from its parts,
+    its name an identifier and its numbers literals: ``c0``, ``0.5*alpha``, ``(1e-07 + 2.5e-05*alpha)``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Code(repr(float(value)))
-    if not isinstance(value, str):
-        raise UnsafeTemplateValue(f"scalar {value!r} is neither a number nor an expression")
-    tree = ast.parse(value, mode="eval")
-    for node in ast.walk(tree):
-        if not isinstance(node, _EXPR_NODES) or (isinstance(node, ast.Name) and ident(node.id) != node.id) \
-                or (isinstance(node, ast.Constant) and not isinstance(node.value, (int, float))):
-            raise UnsafeTemplateValue(f"scalar expression {value!r} contains {type(node).__name__}")
-    return Code(value)
+    if isinstance(value, Ref):
+        name = ident(value.name)
+        term = name if value.coef == 1.0 else f"{py(float(value.coef))}*{name}"
+        return Code(term if value.const == 0.0 else f"({py(float(value.const))} + {term})")
+    raise UnsafeTemplateValue(f"scalar {value!r} is neither a number nor a run-time scalar")
 
 
 def comment(text: str) -> Code:

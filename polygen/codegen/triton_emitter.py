@@ -13,75 +13,76 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from polygen.codegen import env
 from polygen.codegen.env import Code, comment, ident, py, render, seal
-from polygen.codegen.torch_emitter import _op_view as torch_op_view
-from polygen.codegen.torch_emitter import fmt, module_view, plan_views, runtime_scalars
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Scalar, Schedule
+from polygen.codegen.views import fmt, module_view, plan_views, runtime_scalars, torch_op_view
+from polygen.ir.schedule import Alias, Identity, LinComb, Loop, MatMul, Op, Ref, Scalar, Schedule
 from polygen.passes.pipeline import Stages
 
 _DEFAULTS = {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}
 
 
 def _dynamic(values: list[Scalar], params: tuple[str, ...]) -> tuple[str, list[int]]:
-    """Where the non-numeric scalars of one op are read on the device: (coef expression or "", index into
-    coef per value, -1 for numbers). Scalars that are all loop parameters index the loop's table row `coef`
-    directly; any run-time expression (a fitted value, ``(1.0 + 0.5*alpha)``) sends them all through
-    ``_scalars``, which evaluates them with the loop parameters bound by name."""
-    dyn = [v for v in values if isinstance(v, str)]
+    """Where the run-time scalars of one op are read on the device: (coef expression or "", index into coef
+    per value, -1 for numbers). Scalars that are all bare loop parameters index the loop's table row `coef`
+    directly; any other (a fitted value, ``(1.0 + 0.5*alpha)``) sends them all through ``_scalars``, which
+    evaluates them with the loop parameters bound by name."""
+    dyn = [v for v in values if isinstance(v, Ref)]
     if not dyn:
         return "", [-1] * len(values)
-    if all(v in params for v in dyn):
-        return "coef", [params.index(v) if isinstance(v, str) else -1 for v in values]
+    if all(v.is_name and v.name in params for v in dyn):
+        return "coef", [params.index(v.name) if isinstance(v, Ref) else -1 for v in values]
     idx, i = [], 0
     for v in values:
-        idx.append(i if isinstance(v, str) else -1)
-        i += isinstance(v, str)
+        idx.append(i if isinstance(v, Ref) else -1)
+        i += isinstance(v, Ref)
     return f"_scalars(G, {', '.join(map(fmt, dyn))})", idx
 
 
-def _scalar_kwargs(op: Op, names: tuple[str, ...], params: tuple[str, ...], extra: Sequence[Scalar] = ()
-                   ) -> tuple[list[tuple[Code, Code]], list[int]]:
-    """Keyword arguments for the epilogue scalars of one op (numbers unless default, else indices into coef);
-    ``extra`` scalars (lincomb coefficients) share the coef tensor, their indices are returned."""
-    values = [getattr(op, s) for s in names] + list(extra)
+def _scalar_kwargs(names: tuple[str, ...], values: Sequence[Scalar], params: tuple[str, ...],
+                   extra: Sequence[Scalar] = ()) -> tuple[list[tuple[Code, Code]], list[int]]:
+    """Keyword arguments for the epilogue scalars ``names`` = ``values`` of one op (numbers unless default,
+    else indices into coef); ``extra`` scalars (lincomb coefficients) share the coef tensor, their indices
+    are returned."""
+    values = list(values) + list(extra)
     coef, idx = _dynamic(values, params)
     kw: list[tuple[Code, Code]] = [(Code("coef"), Code(coef))] if coef else []
     for s, v, i in zip(names, values, idx):
         if i >= 0:
             kw.append((Code(f"{s}_idx"), Code(str(i))))
-        elif float(v) != _DEFAULTS[s]:
+        elif not isinstance(v, Ref) and float(v) != _DEFAULTS[s]:
             kw.append((Code(s), fmt(v)))
     return kw, idx[len(names):]
 
 
 def _op_view(op: Op, params: tuple[str, ...], runtime: set[str]) -> dict:
     """The template's view of one op; ``by_name`` says it names loop parameters in Python expressions."""
-    view: dict = {"kind": op.kind, "out": ident(op.out), "note": comment(op.note), "a": ident(op.a) if op.a else ""}
-    if op.kind == MATMUL:
-        view["fn"] = Code("sym_matmul" if op.kernel.mirrored else "matmul")
-        view["b"] = _operand(op.b, op.tb)
-        kw, _ = _scalar_kwargs(op, ("alpha", "beta", "gamma"), params)
-        view["kwargs"] = ([(Code("c"), ident(op.c))] if op.c else []) + kw
-    elif op.kind == LINCOMB:
-        ks = [k for k, _ in op.terms]
-        view["kwargs"], k_idx = _scalar_kwargs(op, ("gamma",), params, ks)
-        view["terms"] = [ident(m) for _, m in op.terms]
-        view["ks"] = [Code("0.0") if isinstance(k, str) else fmt(k) for k in ks]
-        view["k_idx"] = [int(i) for i in k_idx]
-    elif op.kind == IDENTITY:
-        view["size"] = Code("G.size(-1)" if op.shape == "N" else "G.size(-2)")
-        view["gamma"] = fmt(op.gamma)
-    elif op.kind != ALIAS:  # no Triton kernel for this op (sketch, fit): the torch backend's code for it
-        emit = env.environment().get_template("torch/ops.py.jinja").module.emit  # type: ignore[attr-defined]
-        view["torch_code"] = emit(torch_op_view(op, runtime))
-    fast = op.kind in (MATMUL, LINCOMB) and all(v == "coef" for k, v in view["kwargs"] if k == "coef")
+    view: dict = {"kind": op.kind, "out": ident(op.out), "note": comment(op.note)}
+    fast = False
+    match op:
+        case MatMul():
+            kw, _ = _scalar_kwargs(("alpha", "beta", "gamma"), (op.alpha, op.beta, op.gamma), params)
+            view |= {"fn": Code("sym_matmul" if op.kernel.mirrored else "matmul"), "a": ident(op.a),
+                     "b": _operand(op.b, op.tb), "kwargs": ([(Code("c"), ident(op.c))] if op.c else []) + kw}
+            fast = all(v == "coef" for k, v in kw if k == "coef")
+        case LinComb():
+            ks = [k for k, _ in op.terms]
+            kw, k_idx = _scalar_kwargs(("gamma",), (op.gamma,), params, ks)
+            view |= {"kwargs": kw, "terms": [ident(m) for _, m in op.terms], "k_idx": [int(i) for i in k_idx],
+                     "ks": [Code("0.0") if isinstance(k, Ref) else fmt(k) for k in ks]}
+            fast = all(v == "coef" for k, v in kw if k == "coef")
+        case Identity():
+            view |= {"size": Code("G.size(-1)" if op.shape == "N" else "G.size(-2)"), "gamma": fmt(op.gamma)}
+        case Alias():
+            view |= {"a": ident(op.a)}
+        case _:  # no Triton kernel for this op (sketch, fit): the torch backend's code for it
+            view["torch"] = torch_op_view(op, runtime)
     view["by_name"] = bool(set(op.scalar_names) & set(params)) and not fast
     return view
 
 
-def _pair_view(first: Op, second: Op) -> dict:
+def _pair_view(first: MatMul, second: Op) -> dict:
     """Two products with one left factor and no epilogue, in one launch of the paired kernel."""
+    assert isinstance(second, MatMul)
     half = (first.kernel.mirrored, second.kernel.mirrored)
     b = [_operand(op.b, op.tb) for op in (first, second)]
     note = "; ".join(n for n in (first.note, second.note) if n)
@@ -101,9 +102,11 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
         """One view per op, or per pair: a product whose Kernel is the first of a pair takes the next along."""
         out = []
         for j, op in enumerate(ops):
-            if op.kernel.pair == "second":
+            pair = op.kernel.pair if isinstance(op, MatMul) else ""
+            if pair == "second":
                 continue
-            if op.kernel.pair == "first":
+            if pair == "first":
+                assert isinstance(op, MatMul)
                 out.append(_pair_view(op, ops[j + 1]))
             else:
                 out.append(_op_view(op, params, runtime))
@@ -133,8 +136,9 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
             top.append(blk)
     flush()
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
-    sym = sum(times for _, op, times in sched.positions() if op.kernel.mirrored)
-    paired = sum(times for _, op, times in sched.positions() if op.kernel.pair == "first")
+    products = [(op, times) for _, op, times in sched.positions() if isinstance(op, MatMul)]
+    sym = sum(times for op, times in products if op.kernel.mirrored)
+    paired = sum(times for op, times in products if op.kernel.pair == "first")
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
            f"side, {sym} symmetric on half the tiles, {paired} pairs sharing a launch){restarts}.")
     return {"name": ident(f"_plan_{key}"), "key": py(key), "blocks": blocks, "output": ident(sched.outputs[0]),

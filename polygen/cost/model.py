@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Schedule
+from polygen.ir.schedule import Alias, Fit, Identity, LinComb, MatMul, Op, Schedule, Sketch
 from polygen.runtime.tuning import SYM_BLOCKS
 
 
@@ -77,7 +77,7 @@ def op_terms(op: Op, shapes: dict[str, str], input_shape: str = "L") -> tuple[li
                                                                            list[tuple[tuple[str, ...], float]], bool]:
     """FLOPs and elements moved by one op, as lists of (dimension symbols, multiplier); and symmetric-output?"""
     f = lambda sc: dim_factors(sc, input_shape)  # noqa: E731
-    if op.kind == MATMUL:
+    if isinstance(op, MatMul):
         r, c = f(op.shape)
         k = f(shapes[op.a])[1]
         flops: list[tuple[tuple[str, ...], float]] = [((r, c, k), 2.0)]
@@ -85,16 +85,16 @@ def op_terms(op: Op, shapes: dict[str, str], input_shape: str = "L") -> tuple[li
         elems: list[tuple[tuple[str, ...], float]] = [(tuple(f(shapes[x])), 1.0) for x in operands]
         elems.append(((r, c), 1.0))
         return flops, elems, op.symmetric
-    if op.kind == LINCOMB:
+    if isinstance(op, LinComb):
         rc = f(op.shape)
         return [(rc, 2.0 * len(op.terms))], [(rc, len(op.terms) + 1.0)], False
-    if op.kind in (IDENTITY, SKETCH):
+    if isinstance(op, (Identity, Sketch)):
         return [], [(f(op.shape), 1.0)], False
-    if op.kind == FIT:
+    if isinstance(op, Fit):
         d = float(len(op.args))
         rc = f(shapes[op.args[0]])
         return [(rc, 2.0 * d * d)], [(rc, d)], False
-    assert op.kind == ALIAS
+    assert isinstance(op, Alias)
     return [], [], False
 
 
@@ -117,7 +117,7 @@ def op_cost(op: Op, shapes: dict[str, str], m: int, n: int, itemsize: int, p: in
 
 def _discounted(op: Op, mach: Machine, dtype: str) -> bool:
     """Whether this backend computes the product in part and mirrors it (its Kernel, passes.select_kernels)."""
-    if op.kind != MATMUL or mach.symmetric_discount >= 1.0:
+    if not isinstance(op, MatMul) or mach.symmetric_discount >= 1.0:
         return False
     if mach.name == "torch":
         return op.kernel.torch_blocked_16 if dtype in ("bfloat16", "float16") else op.kernel.torch_blocked
@@ -128,7 +128,7 @@ def _launches_saved(sched: Schedule, mach: Machine) -> int:
     """Launches this backend saves by running paired products together (one per pair and trip)."""
     if not mach.pairs_products:
         return 0
-    return sum(times for _, op, times in sched.positions() if op.kernel.pair == "first")
+    return sum(times for _, op, times in sched.positions() if isinstance(op, MatMul) and op.kernel.pair == "first")
 
 
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
@@ -139,13 +139,13 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
     matmuls = long_mm = flops = dense = nbytes = ops = 0
     for _, op, times in sched.positions():
         f, b, _ = op_cost(op, shapes, m, n, itemsize, sched.sketch_rows, sched.input_shape)
-        if op.kind == ALIAS:
+        if isinstance(op, Alias):
             continue
         ops += times
         dense += f * times * batch
         flops += int(f * (mach.symmetric_discount if _discounted(op, mach, dtype) else 1.0)) * times * batch
         nbytes += b * times * batch
-        if op.kind == MATMUL:
+        if isinstance(op, MatMul):
             matmuls += times
             if "L" in (op.shape, shapes[op.a], shapes[op.b]):
                 long_mm += times
@@ -166,7 +166,7 @@ def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "
         poly[e] = poly.get(e, 0.0) + c * float(sched.sketch_rows) ** factors.count("p")
 
     for _, op, times in sched.positions():
-        if op.kind == ALIAS:
+        if isinstance(op, Alias):
             continue
         poly[(0, 0)] = poly.get((0, 0), 0.0) + times * mach.launch_s
         flops, elems, _ = op_terms(op, shapes, sched.input_shape)

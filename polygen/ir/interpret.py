@@ -14,22 +14,14 @@ import numpy as np
 
 from polygen.ir.evaluate import fit_objective, minimize_on_interval
 from polygen.ir.poly import Poly
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Schedule
+from polygen.ir.schedule import Alias, Identity, LinComb, Loop, MatMul, Op, Ref, Scalar, Schedule, Sketch
+from polygen.ir.schedule import Fit as FitOp
 from polygen.ir.spectral import Fit
 
 
-def _scalar(v: Any, params: dict[str, Any]) -> Any:
-    """A float, a parameter name, or an affine expression "(c + k*name)" over parameters."""
-    if not isinstance(v, str):
-        return float(v)
-    total: Any = 0.0
-    for term in v.strip().strip("()").split(" + "):
-        value: Any = 1.0
-        for factor in term.split("*"):
-            factor = factor.strip()
-            value = value * (params[factor] if factor in params else float(factor))
-        total = total + value
-    return total
+def _scalar(v: Scalar, params: dict[str, Any]) -> Any:
+    """A number, or a run-time scalar evaluated with the loop parameters and fitted values bound."""
+    return v.value(params) if isinstance(v, Ref) else float(v)
 
 
 def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int = 0) -> tuple[Any, ...]:
@@ -47,30 +39,29 @@ def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int 
     env["G"] = rnd(env["G"])
 
     def run(op: Op, params: dict[str, Any]) -> None:
-        sc = lambda k: _scalar(getattr(op, k), params)  # noqa: E731
-        if op.kind == MATMUL:
-            v = sc("alpha") * env[op.a] * env[op.b]
-            if op.c:
-                v = v + sc("beta") * env[op.c]
-            v = v + sc("gamma")
-            env[op.out] = rnd(v)
-        elif op.kind == LINCOMB:
-            v = sum(_scalar(k, params) * env[m] for k, m in op.terms) + sc("gamma")
-            env[op.out] = rnd(v * np.ones_like(x))
-        elif op.kind == IDENTITY:
-            env[op.out] = sc("gamma") * np.ones_like(x)
-        elif op.kind == ALIAS:
-            env[op.out] = env[op.a]
-        elif op.kind == SKETCH:
-            env[op.out] = np.ones_like(x)  # spectrally, an (exact) sketch preserves the residual's spectrum
-        elif op.kind == FIT:
-            coeffs = [Poly.from_dict({((op.a, j),): c for j, c in enumerate(row)}) for row in op.data]
-            fit = Fit(op.out, op.lo, op.hi, op.a, 0, tuple(coeffs))
-            best = minimize_on_interval(fit_objective(fit, env[op.a]), op.lo, op.hi)
-            params[op.out] = float(best)
-            runtime[op.out] = float(best)
-        else:  # pragma: no cover - Op kinds are closed
-            raise ValueError(op.kind)
+        match op:
+            case MatMul():
+                v = _scalar(op.alpha, params) * env[op.a] * env[op.b]
+                if op.c:
+                    v = v + _scalar(op.beta, params) * env[op.c]
+                env[op.out] = rnd(v + _scalar(op.gamma, params))
+            case LinComb():
+                v = sum(_scalar(k, params) * env[m] for k, m in op.terms) + _scalar(op.gamma, params)
+                env[op.out] = rnd(v * np.ones_like(x))
+            case Identity():
+                env[op.out] = _scalar(op.gamma, params) * np.ones_like(x)
+            case Alias():
+                env[op.out] = env[op.a]
+            case Sketch():
+                env[op.out] = np.ones_like(x)  # spectrally, an (exact) sketch preserves the residual's spectrum
+            case FitOp():
+                coeffs = [Poly.from_dict({((op.a, j),): c for j, c in enumerate(row)}) for row in op.data]
+                fit = Fit(op.out, op.lo, op.hi, op.a, 0, tuple(coeffs))
+                best = minimize_on_interval(fit_objective(fit, env[op.a]), op.lo, op.hi)
+                params[op.out] = float(best)
+                runtime[op.out] = float(best)
+            case _:  # pragma: no cover - Op kinds are closed
+                raise ValueError(op.kind)
 
     runtime: dict[str, float] = {}  # fitted scalars, visible to the ops after their fit
     with np.errstate(all="ignore"):

@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Loop, Op, Scalar, Schedule
+from polygen.ir.schedule import Alias, Fit, Identity, LinComb, Loop, MatMul, Op, Ref, Scalar, Schedule, Sketch
 
 
 def _s(v: Scalar) -> str:
-    return v if isinstance(v, str) else f"{float(v):.10g}"
+    return str(v) if isinstance(v, Ref) else f"{float(v):.10g}"
 
 
 def format_op(op: Op) -> str:
-    if op.kind == MATMUL:
-        rhs = f"{op.b}ᵀ" if op.tb else op.b
-        expr = f"{op.a} @ {rhs}"
-        if op.alpha != 1.0:
-            expr = f"{_s(op.alpha)}·{expr}"
-        if op.c:
-            expr += f" + {_s(op.beta)}·{op.c}"
-        if op.gamma:
-            expr += f" + {_s(op.gamma)}·I"
-        tag = " [sym]" if op.symmetric else ""
-        body = f"{op.out} = {expr}"
-        return f"{body:<48} # matmul {op.shape}{tag}" + (f"  {op.note}" if op.note else "")
-    if op.kind == LINCOMB:
-        expr = " + ".join(f"{_s(k)}·{m}" for k, m in op.terms)
-        if op.gamma:
-            expr += f" + {_s(op.gamma)}·I"
-        return f"{op.out} = {expr}".ljust(48) + f" # elementwise {op.shape}"
-    if op.kind == IDENTITY:
-        return f"{op.out} = {_s(op.gamma)}·I"
-    if op.kind == SKETCH:
-        return f"{op.out} = randn({op.rows} × side of {op.a}) / √{op.rows}".ljust(48) + " # sketch P"
-    if op.kind == FIT:
-        polys = "; ".join(" + ".join(f"{c:.6g}·R^{j}" for j, c in enumerate(row) if c) or "0" for row in op.data)
-        return (f"{op.out} = argmin over [{op.lo:g}, {op.hi:g}] of ‖Σ {op.out}^i H_i‖² from "
-                f"{', '.join(op.args)}".ljust(48) + f" # fit; H = [{polys}] in R = {op.a}")
-    assert op.kind == ALIAS
-    return f"{op.out} = {op.a}"
+    match op:
+        case MatMul():
+            rhs = f"{op.b}ᵀ" if op.tb else op.b
+            expr = f"{op.a} @ {rhs}"
+            if op.alpha != 1.0:
+                expr = f"{_s(op.alpha)}·{expr}"
+            if op.c:
+                expr += f" + {_s(op.beta)}·{op.c}"
+            if op.gamma:
+                expr += f" + {_s(op.gamma)}·I"
+            tag = " [sym]" if op.symmetric else ""
+            body = f"{op.out} = {expr}"
+            return f"{body:<48} # matmul {op.shape}{tag}" + (f"  {op.note}" if op.note else "")
+        case LinComb():
+            expr = " + ".join(f"{_s(k)}·{m}" for k, m in op.terms)
+            if op.gamma:
+                expr += f" + {_s(op.gamma)}·I"
+            return f"{op.out} = {expr}".ljust(48) + f" # elementwise {op.shape}"
+        case Identity():
+            return f"{op.out} = {_s(op.gamma)}·I"
+        case Sketch():
+            return f"{op.out} = randn({op.rows} × side of {op.a}) / √{op.rows}".ljust(48) + " # sketch P"
+        case Fit():
+            polys = "; ".join(" + ".join(f"{c:.6g}·R^{j}" for j, c in enumerate(row) if c) or "0" for row in op.data)
+            return (f"{op.out} = argmin over [{op.lo:g}, {op.hi:g}] of ‖Σ {op.out}^i H_i‖² from "
+                    f"{', '.join(op.args)}".ljust(48) + f" # fit; H = [{polys}] in R = {op.a}")
+        case Alias():
+            return f"{op.out} = {op.a}"
+    raise ValueError(op.kind)  # pragma: no cover - Op kinds are closed
 
 
 def format_schedule(s: Schedule) -> str:

@@ -8,12 +8,9 @@ Each value has a *shape class*: ``S`` (m×m, the small Gram side), ``L`` (m×n, 
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
-# A number, or a string: a loop parameter (a column of the loop's table) or an affine expression in run-time
-# scalars such as "(1.0 + 0.5*alpha)" (a fitted parameter, a (batch, 1, 1) tensor at run time).
-Scalar = float | str
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field, replace
+from typing import Any, ClassVar
 
 MATMUL = "matmul"
 LINCOMB = "lincomb"
@@ -22,6 +19,32 @@ ALIAS = "alias"  # out = a (a rename; costs nothing)
 SKETCH = "sketch"  # out = a Gaussian (rows × side) matrix / √rows, drawn once per call
 FIT = "fit"  # out = argmin over [lo, hi] of the sketched next residual (a run-time scalar per batch)
 OP_KINDS = (MATMUL, LINCOMB, IDENTITY, ALIAS, SKETCH, FIT)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A scalar known at run time only: const + coef·name, where name is a loop parameter (a column of its
+    loop's table) or a fitted value (a (batch, 1, 1) tensor at run time). Printers render it; nobody parses it."""
+
+    name: str
+    coef: float = 1.0
+    const: float = 0.0
+
+    def __str__(self) -> str:
+        term = self.name if self.coef == 1.0 else f"{self.coef!r}*{self.name}"
+        return term if self.const == 0.0 else f"({self.const!r} + {term})"
+
+    def value(self, env: Mapping[str, Any]) -> Any:
+        return self.const + self.coef * env[self.name] if (self.coef, self.const) != (1.0, 0.0) else env[self.name]
+
+    @property
+    def is_name(self) -> bool:
+        """The bare name (a loop parameter read as is)."""
+        return self.coef == 1.0 and self.const == 0.0
+
+
+# A number, or a run-time scalar.
+Scalar = float | Ref
 
 
 @dataclass(frozen=True)
@@ -40,58 +63,147 @@ PLAIN = Kernel()
 
 @dataclass(frozen=True)
 class Op:
-    """One schedule op; ``out`` is (re)bound to its result."""
+    """One schedule op; ``out`` is (re)bound to its result, a value of shape class ``shape``. One subclass per
+    kind, each with its own fields; ``kind`` names it in views and listings."""
 
-    kind: str
     out: str
-    shape: str  # "S" | "L" | "N"
+    shape: str  # "S" | "L" | "N" | "P" (sketch rows × side) | "C" (a scalar per matrix)
+    _: KW_ONLY
     symmetric: bool = False
-    a: str = ""  # matmul: left factor
-    b: str = ""  # matmul: right factor
-    tb: bool = False  # matmul: use bᵀ (Gram products X Xᵀ)
-    alpha: Scalar = 1.0
-    c: str = ""  # matmul: addend; lincomb: unused
-    beta: Scalar = 0.0
-    gamma: Scalar = 0.0  # + gamma · I (S and N shapes only)
-    terms: tuple[tuple[Scalar, str], ...] = ()  # lincomb: Σ k·M (+ gamma · I)
     note: str = ""  # why this op exists (printed in listings)
-    # fit: ``args`` are the sketched powers S·R^0 … S·R^d (or R^0 … R^d when exact), ``a`` the residual R
-    # (its spectrum defines the exact objective), ``data[i][j]`` the coefficient of R^j in H_i, where the
-    # next residual is Σ_i param^i·H_i(R). sketch: ``rows`` rows, as wide as ``a``.
-    args: tuple[str, ...] = ()
-    data: tuple[tuple[float, ...], ...] = ()
-    lo: float = 0.0
-    hi: float = 0.0
-    rows: int = 0
-    kernel: Kernel = PLAIN  # matmul: how the backends run it (passes.select_kernels)
+    kind: ClassVar[str] = ""
+
+    @property
+    def scalars(self) -> tuple[Scalar, ...]:
+        """The op's scalars, in the order with_scalars takes them back."""
+        return ()
+
+    def with_scalars(self, values: Sequence[Scalar]) -> Op:
+        return self
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
+        return ()
 
     @property
     def is_matmul(self) -> bool:
-        return self.kind == MATMUL
+        return isinstance(self, MatMul)
 
     @property
     def scalar_names(self) -> tuple[str, ...]:
-        """Names used inside string scalars (loop parameters, fitted run-time scalars)."""
-        vals = [self.alpha, self.beta, self.gamma] + [k for k, _ in self.terms]
-        return tuple(n for v in vals if isinstance(v, str) for n in re.findall(r"[A-Za-z_]\w*", v))
+        """Names of the run-time scalars the op reads (loop parameters, fitted values)."""
+        return tuple(v.name for v in self.scalars if isinstance(v, Ref))
 
     @property
     def reads(self) -> tuple[str, ...]:
         return self.matrix_reads + self.scalar_names
 
+
+@dataclass(frozen=True, kw_only=True)
+class MatMul(Op):
+    """out = alpha · a @ op(b) + beta · c + gamma · I (op = transpose when ``tb``)."""
+
+    kind: ClassVar[str] = MATMUL
+    a: str
+    b: str
+    tb: bool = False  # use bᵀ (Gram products X Xᵀ)
+    alpha: Scalar = 1.0
+    c: str = ""  # the addend
+    beta: Scalar = 0.0
+    gamma: Scalar = 0.0  # + gamma · I (S and N shapes only)
+    kernel: Kernel = PLAIN  # how the backends run it (passes.select_kernels)
+
+    @property
+    def scalars(self) -> tuple[Scalar, ...]:
+        return (self.alpha, self.beta, self.gamma)
+
+    def with_scalars(self, values: Sequence[Scalar]) -> MatMul:
+        alpha, beta, gamma = values
+        return replace(self, alpha=alpha, beta=beta, gamma=gamma)
+
     @property
     def matrix_reads(self) -> tuple[str, ...]:
-        if self.kind == MATMUL:
-            return tuple(x for x in (self.a, self.b, self.c) if x)
-        if self.kind == LINCOMB:
-            return tuple(m for _, m in self.terms)
-        if self.kind == ALIAS:
-            return (self.a,)
-        if self.kind == FIT:
-            return (self.a,) + self.args
-        if self.kind == SKETCH:
-            return (self.a,)
-        return ()
+        return tuple(x for x in (self.a, self.b, self.c) if x)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinComb(Op):
+    """out = Σ k·M + gamma · I, elementwise."""
+
+    kind: ClassVar[str] = LINCOMB
+    terms: tuple[tuple[Scalar, str], ...]
+    gamma: Scalar = 0.0
+
+    @property
+    def scalars(self) -> tuple[Scalar, ...]:
+        return (self.gamma,) + tuple(k for k, _ in self.terms)
+
+    def with_scalars(self, values: Sequence[Scalar]) -> LinComb:
+        return replace(self, gamma=values[0], terms=tuple((k, m) for k, (_, m) in zip(values[1:], self.terms)))
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
+        return tuple(m for _, m in self.terms)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity(Op):
+    """out = gamma · I."""
+
+    kind: ClassVar[str] = IDENTITY
+    gamma: Scalar
+
+    @property
+    def scalars(self) -> tuple[Scalar, ...]:
+        return (self.gamma,)
+
+    def with_scalars(self, values: Sequence[Scalar]) -> Identity:
+        return replace(self, gamma=values[0])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alias(Op):
+    """out = a (a rename; costs nothing)."""
+
+    kind: ClassVar[str] = ALIAS
+    a: str
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
+        return (self.a,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sketch(Op):
+    """out = a Gaussian ``rows`` × side(a) matrix / √rows, drawn once per call."""
+
+    kind: ClassVar[str] = SKETCH
+    a: str
+    rows: int
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
+        return (self.a,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fit(Op):
+    """out = argmin over [lo, hi] of the sketched next residual, a run-time scalar per matrix.
+
+    ``args`` are the sketched powers S·R^0 … S·R^d (or R^0 … R^d when exact), ``a`` the residual R (its spectrum
+    defines the exact objective), ``data[i][j]`` the coefficient of R^j in H_i, where the next residual is
+    Σ_i out^i·H_i(R)."""
+
+    kind: ClassVar[str] = FIT
+    a: str
+    args: tuple[str, ...]
+    data: tuple[tuple[float, ...], ...]
+    lo: float
+    hi: float
+
+    @property
+    def matrix_reads(self) -> tuple[str, ...]:
+        return (self.a,) + self.args
 
 
 @dataclass(frozen=True)
@@ -176,4 +288,4 @@ def op_touches_long(op: Op, sched: Schedule) -> bool:
 
 
 def _touches_long(op: Op, shapes: dict[str, str]) -> bool:
-    return op.shape == "L" or (op.tb and shapes.get(op.a) == "L")
+    return op.shape == "L" or (isinstance(op, MatMul) and op.tb and shapes.get(op.a) == "L")

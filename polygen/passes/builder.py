@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from polygen.ir.schedule import ALIAS, FIT, IDENTITY, LINCOMB, MATMUL, SKETCH, Op, Scalar
+from polygen.ir.schedule import Alias, Fit, Identity, LinComb, MatMul, Op, Ref, Scalar, Sketch
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,21 @@ class Aff:
     k0: float
     k1: float
     m: str | None
+
+
+def _num(v: Scalar) -> float:
+    assert not isinstance(v, Ref), "only numbers fold"
+    return float(v)
+
+
+def _scaled(op: Op, k1: float, k0: float) -> Op:
+    """k1·op + k0·I, folded into the op's own scalars (all numbers)."""
+    if isinstance(op, MatMul):
+        return replace(op, alpha=_num(op.alpha) * k1, beta=_num(op.beta) * k1, gamma=_num(op.gamma) * k1 + k0)
+    if isinstance(op, LinComb):
+        return replace(op, gamma=_num(op.gamma) * k1 + k0, terms=tuple((_num(k) * k1, m) for k, m in op.terms))
+    assert isinstance(op, Identity)
+    return replace(op, gamma=_num(op.gamma) * k1 + k0)
 
 
 def result_shape(sa: str, sb: str, tb: bool) -> str:
@@ -72,8 +87,8 @@ class Builder:
             raise ValueError("+γI on a rectangular value")
         out = out or self.fresh()
         sym = shape in ("S", "N")  # every square value is a polynomial in commuting symmetric matrices
-        return self._emit(Op(MATMUL, out, shape, symmetric=sym, a=a, b=b, tb=tb, alpha=alpha,
-                             c=c if beta else "", beta=beta if c else 0.0, gamma=gamma, note=note))
+        return self._emit(MatMul(out, shape, symmetric=sym, a=a, b=b, tb=tb, alpha=alpha,
+                                 c=c if beta else "", beta=beta if c else 0.0, gamma=gamma, note=note))
 
     def lincomb(self, terms: Sequence[tuple[Scalar, str]], *, gamma: Scalar = 0.0, out: str = "",
                 note: str = "") -> str:
@@ -85,27 +100,27 @@ class Builder:
         shape = self.shape[terms[0][1]]
         out = out or self.fresh()
         sym = all(self.shape[m] in ("S", "N") for _, m in terms)
-        return self._emit(Op(LINCOMB, out, shape, symmetric=sym, terms=tuple(terms), gamma=gamma, note=note))
+        return self._emit(LinComb(out, shape, symmetric=sym, terms=tuple(terms), gamma=gamma, note=note))
 
     def identity(self, gamma: Scalar, *, out: str = "") -> str:
         out = out or self.fresh()
-        return self._emit(Op(IDENTITY, out, self.square, symmetric=True, gamma=gamma))
+        return self._emit(Identity(out, self.square, symmetric=True, gamma=gamma))
 
     def sketch(self, like: str, rows: int, *, out: str = "") -> str:
         """A Gaussian rows × side(like) sketch, scaled by 1/√rows, drawn once per call."""
         out = out or self.fresh()
-        return self._emit(Op(SKETCH, out, "P", a=like, rows=rows, note=f"Gaussian sketch, {rows} rows"))
+        return self._emit(Sketch(out, "P", a=like, rows=rows, note=f"Gaussian sketch, {rows} rows"))
 
     def fit(self, param: str, residual: str, powers: list[str], data: tuple[tuple[float, ...], ...],
             lo: float, hi: float) -> str:
         """param = argmin over [lo, hi] of ‖Σ_i param^i Σ_j data[i][j]·powers[j]‖_F² (a run-time scalar)."""
-        return self._emit(Op(FIT, param, "C", a=residual, args=tuple(powers), data=data, lo=lo, hi=hi,
-                             note=f"fit {param} in [{lo:g}, {hi:g}]"))
+        return self._emit(Fit(param, "C", a=residual, args=tuple(powers), data=data, lo=lo, hi=hi,
+                              note=f"fit {param} in [{lo:g}, {hi:g}]"))
 
     def alias(self, a: str, *, out: str) -> str:
         if a == out:
             return out
-        return self._emit(Op(ALIAS, out, self.shape[a], a=a))
+        return self._emit(Alias(out, self.shape[a], a=a))
 
     # -- fusion ---------------------------------------------------------------------------------
     def pin(self, name: str) -> str:
@@ -117,7 +132,7 @@ class Builder:
             return None
         for i in range(len(self.ops) - 1, -1, -1):
             if self.ops[i].out == name:
-                return i if self.ops[i].kind in (MATMUL, LINCOMB, IDENTITY) else None
+                return i if isinstance(self.ops[i], (MatMul, LinComb, Identity)) else None
         return None
 
     def materialize(self, aff: Aff, *, out: str = "") -> str:
@@ -127,17 +142,13 @@ class Builder:
         if aff.k1 == 1.0 and aff.k0 == 0.0 and not out:
             return aff.m
         i = self._producer(aff.m)
-        if i is not None and all(isinstance(v, float) for v in (self.ops[i].alpha, self.ops[i].beta,
-                                                                 self.ops[i].gamma)) \
-                and all(isinstance(k, float) for k, _ in self.ops[i].terms) and isinstance(aff.k1, float):
+        if i is not None and all(isinstance(v, float) for v in self.ops[i].scalars) and isinstance(aff.k1, float):
             op = self.ops[i]
             for memo in self.memos:
                 for key in [k for k, v in memo.items() if v == op.out]:
                     del memo[key]
             k1 = aff.k1
-            new = replace(op, alpha=float(op.alpha) * k1, beta=float(op.beta) * k1,
-                          gamma=float(op.gamma) * k1 + aff.k0,
-                          terms=tuple((float(k) * k1, m) for k, m in op.terms))
+            new = _scaled(op, k1, aff.k0)
             if out:
                 self._temps.discard(op.out)
                 new = replace(new, out=out)

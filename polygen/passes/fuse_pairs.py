@@ -8,18 +8,19 @@ kernel (Triton) run such products together; the cost model charges them one laun
 
 from __future__ import annotations
 
-from polygen.ir.schedule import MATMUL, Loop, Op, Schedule
+from polygen.ir.schedule import Loop, MatMul, Op, Ref, Schedule
 
 __all__ = ["paired_products"]
 
 
 def _plain_product(op: Op) -> bool:
-    return (op.kind == MATMUL and not op.c and not isinstance(op.alpha, str) and float(op.alpha) == 1.0
-            and not isinstance(op.gamma, str) and float(op.gamma) == 0.0)
+    return (isinstance(op, MatMul) and not op.c and not isinstance(op.alpha, Ref) and float(op.alpha) == 1.0
+            and not isinstance(op.gamma, Ref) and float(op.gamma) == 0.0)
 
 
 def _pairable(first: Op, second: Op) -> bool:
-    return (_plain_product(first) and _plain_product(second) and first.a == second.a
+    return (_plain_product(first) and _plain_product(second) and isinstance(first, MatMul)
+            and isinstance(second, MatMul) and first.a == second.a
             and first.shape == second.shape and first.out != second.out
             and first.out not in second.matrix_reads)
 

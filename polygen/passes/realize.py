@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from polygen.ir.poly import Monomial, Poly
+from polygen.ir.schedule import Ref, Scalar
 from polygen.passes.builder import Aff, Builder
 from polygen.passes.evaluate_poly import SymEnv, eval_sym
 
@@ -47,7 +48,7 @@ class Scope:
         h0 = Poly.from_dict({m: c for m, c in h.terms if a not in dict(m)})
         h1 = Poly.from_dict({tuple(x for x in m if x[0] != a): c for m, c in h.terms if a in dict(m)})
         p0, p1 = eval_sym(self.symenv(), h0), eval_sym(self.symenv(), h1)
-        terms: list[tuple[float | str, str]] = []
+        terms: list[tuple[Scalar, str]] = []
         if p0.m is not None:
             terms.append((p0.k1, p0.m))
         if p1.m is not None:
@@ -134,12 +135,9 @@ def carriers(poly: Poly, rect: set[str], prefer: tuple[str, ...] = ()) -> dict[s
     return {k: Poly.from_dict(v) for k, v in out.items()}
 
 
-def affine_scalar(const: float, coef: float, name: str) -> float | str:
+def affine_scalar(const: float, coef: float, name: str) -> Scalar:
     """const + coef·name as a Scalar (a plain float when coef = 0)."""
-    if coef == 0.0:
-        return const
-    term = name if coef == 1.0 else f"{coef!r}*{name}"
-    return term if const == 0.0 else f"({const!r} + {term})"
+    return const if coef == 0.0 else Ref(name, coef, const)
 
 
 def realize_even(scope: Scope, poly: Poly, rect: set[str]) -> Aff:

@@ -6,11 +6,11 @@ copies of the same three lines. Scalars that are equal in every row stay literal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
-from polygen.ir.schedule import Block, Loop, Op
+from polygen.ir.schedule import Block, Loop, Op, Ref
 
-_SCALAR_FIELDS = ("alpha", "beta", "gamma")
+_SCALAR_FIELDS = ("alpha", "beta", "gamma", "terms", "note")  # terms: their coefficients roll, names stay
 
 
 @dataclass(frozen=True)
@@ -19,20 +19,16 @@ class Region:
     label: str = ""
 
 
-def _slots(op: Op) -> list:
-    """Every scalar of an op: alpha, beta, gamma, then the lincomb coefficients."""
-    return [op.alpha, op.beta, op.gamma] + [k for k, _ in op.terms]
-
-
 def _scalars(op: Op) -> list[float]:
-    """The rollable (numeric) scalars; strings (run-time expressions) belong to the op's structure."""
-    return [float(v) for v in _slots(op) if not isinstance(v, str)]
+    """The rollable (numeric) scalars; run-time ones (Ref) belong to the op's structure."""
+    return [float(v) for v in op.scalars if not isinstance(v, Ref)]
 
 
 def _shape_key(op: Op) -> tuple:
-    d = {f.name: getattr(op, f.name) for f in fields(op) if f.name not in _SCALAR_FIELDS + ("terms", "note")}
-    structural = tuple(v if isinstance(v, str) else (v == 0.0) for v in _slots(op))
-    return (tuple(sorted(d.items())), tuple(m for _, m in op.terms), structural)
+    d = {f.name: getattr(op, f.name) for f in fields(op) if f.name not in _SCALAR_FIELDS}
+    structural = tuple(v if isinstance(v, Ref) else (v == 0.0) for v in op.scalars)
+    names = tuple(m for _, m in getattr(op, "terms", ()))
+    return (type(op).__name__, tuple(sorted(d.items())), names, structural)
 
 
 def _key(region: Region) -> tuple:
@@ -40,16 +36,14 @@ def _key(region: Region) -> tuple:
 
 
 def _with_scalars(op: Op, vals: list, start: int) -> tuple[Op, int]:
-    slots = _slots(op)
     new = []
-    for v in slots:
-        if isinstance(v, str):
+    for v in op.scalars:
+        if isinstance(v, Ref):
             new.append(v)
         else:
             new.append(vals[start])
             start += 1
-    terms = tuple((k, m) for k, (_, m) in zip(new[3:], op.terms))
-    return replace(op, alpha=new[0], beta=new[1], gamma=new[2], terms=terms), start
+    return op.with_scalars(new), start
 
 
 def roll_loops(regions: list[Region]) -> tuple[Block, ...]:
@@ -65,7 +59,7 @@ def roll_loops(regions: list[Region]) -> tuple[Block, ...]:
         else:
             rows = [[v for op in r.ops for v in _scalars(op)] for r in group]
             varying = [k for k in range(len(rows[0])) if len({row[k] for row in rows}) > 1]
-            names = {k: f"c{n}" for n, k in enumerate(varying)}
+            names = {k: Ref(f"c{n}") for n, k in enumerate(varying)}
             template = [names.get(k, rows[0][k]) for k in range(len(rows[0]))]
             body, pos = [], 0
             for op in group[0].ops:
@@ -73,6 +67,7 @@ def roll_loops(regions: list[Region]) -> tuple[Block, ...]:
                 body.append(new)
             table = tuple(tuple(row[k] for k in varying) for row in rows)
             labels = sorted({r.label for r in group})
-            out.append(Loop(params=tuple(names.values()), table=table, body=tuple(body), label=", ".join(labels)))
+            out.append(Loop(params=tuple(r.name for r in names.values()), table=table, body=tuple(body),
+                            label=", ".join(labels)))
         i = j
     return tuple(out)

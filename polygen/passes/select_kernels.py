@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from polygen.ir.schedule import MATMUL, Kernel, Loop, Op, Schedule
+from polygen.ir.schedule import Kernel, Loop, MatMul, Op, Schedule
 from polygen.passes.fuse_pairs import paired_products
 from polygen.passes.symmetry import block_triangle_ops, half_tile_ops
 
@@ -28,7 +28,7 @@ def select_kernels(sched: Schedule) -> Schedule:
     role = {first: "first" for first, _ in pairs} | {second: "second" for _, second in pairs}
 
     def choose(pos: tuple[int, int], op: Op) -> Op:
-        if op.kind != MATMUL:
+        if not isinstance(op, MatMul):
             return op
         return replace(op, kernel=Kernel(mirrored=pos in half, torch_blocked=pos in blocked,
                                          torch_blocked_16=pos in blocked16, pair=role.get(pos, "")))

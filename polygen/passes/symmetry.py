@@ -6,20 +6,14 @@ so the decision lives here rather than in either of them.
 
 from __future__ import annotations
 
-from polygen.ir.schedule import ALIAS, IDENTITY, LINCOMB, MATMUL, Loop, Op, Schedule
+from polygen.ir.schedule import Alias, Identity, LinComb, Loop, MatMul, Op, Schedule
 
 __all__ = ["block_triangle_ops", "half_tile_ops", "op_positions"]
 
 
 def op_positions(sched: Schedule) -> list[tuple[tuple[int, int], Op, int]]:
     """Every op with its position (block, index in a loop body or -1) and how many times it runs."""
-    out: list[tuple[tuple[int, int], Op, int]] = []
-    for i, blk in enumerate(sched.blocks):
-        if isinstance(blk, Loop):
-            out.extend(((i, j), op, blk.trips) for j, op in enumerate(blk.body))
-        else:
-            out.append(((i, -1), blk, 1))
-    return out
+    return sched.positions()
 
 
 class _Sym:
@@ -38,6 +32,8 @@ class _Sym:
         return self.state.get(name, (False, -1))
 
     def safe(self, op: Op) -> bool:
+        if not isinstance(op, MatMul):
+            return False
         if op.tb and op.a == op.b:
             return True  # XXᵀ: entries (i, j) and (j, i) are the same dot product
         names = [op.a, op.b] + ([op.c] if op.c else [])
@@ -46,16 +42,16 @@ class _Sym:
 
     def step(self, op: Op, mirror: bool) -> None:
         """Advance the state past one op; ``mirror``: the op runs on the half-tile kernel."""
-        if op.kind == ALIAS:
+        if isinstance(op, Alias):
             self.state[op.out] = self.exact(op.a)
-        elif op.kind == IDENTITY:
+        elif isinstance(op, Identity):
             self.state[op.out] = (True, self.fresh())
-        elif op.kind == LINCOMB:
+        elif isinstance(op, LinComb):
             states = [self.exact(m) for _, m in op.terms]
             gens = {g for _, g in states}
             ok = op.shape in ("S", "N") and all(e for e, _ in states)
             self.state[op.out] = (ok, gens.pop() if ok and len(gens) == 1 else self.fresh())
-        elif op.kind == MATMUL and mirror:
+        elif isinstance(op, MatMul) and mirror:
             if op.tb and op.a == op.b:
                 self.state[op.out] = (True, self.fresh())
                 return
@@ -115,7 +111,6 @@ def block_triangle_ops(sched: Schedule, dtype: str) -> set[tuple[int, int]]:
     chosen = half_tile_ops(sched)
     if dtype in ("bfloat16", "float16"):
         shapes = sched.shapes()
-        ops = {(i, j): op for i, blk in enumerate(sched.blocks)
-               for j, op in (enumerate(blk.body) if isinstance(blk, Loop) else [(-1, blk)])}
-        chosen = {pos for pos in chosen if shapes.get(ops[pos].a) == "L"}
+        left = {pos: op.a for pos, op, _ in sched.positions() if isinstance(op, MatMul)}
+        chosen = {pos for pos in chosen if shapes.get(left[pos]) == "L"}
     return chosen

@@ -1,0 +1,77 @@
+"""The accuracy gate: a replacement may not make the user's result meaningfully less accurate.
+
+Rule (policy "guard"): at the region's shape (one matrix of a batch; above 4M elements a same-aspect proxy of
+about 4M) and dtype, on U diag(s) Vᵀ with s log-spaced over κ = 1e3 and ‖s‖₂ = 1 (a seed as the user's
+normalization leaves it), the plan polygen would choose must stay
+within GUARD × the user's own loop's error against the exact map (U p(s) Vᵀ in float64); otherwise the direct
+plan runs, which still gains fused epilogues and block triangles. "fastest" keeps the cost model's choice,
+"direct" always takes the direct plan.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from polygen.compile.recover import Region
+from polygen.compile.witness import _apply_steps, replay
+
+GUARD = 2.0
+COND = 1e3
+MAX_ELEMENTS = 4 * 2**20
+
+
+def _gate_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    m, n = shape[-2], shape[-1]
+    scale = min(1.0, math.sqrt(MAX_ELEMENTS / (m * n)))
+    return max(2, round(m * scale)), max(2, round(n * scale))
+
+
+def errors(region: Region) -> dict[str, float]:
+    """Relative errors against the exact map at the gate's shape: the user's loop and every polygen plan."""
+    from polygen.compile.ops import function_for
+
+    assert region.dtype is not None
+    m, n = _gate_shape(region.shape)
+    gen = torch.Generator().manual_seed(0)
+    k = min(m, n)
+    U, _ = torch.linalg.qr(torch.randn(m, k, generator=gen, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))
+    s = torch.logspace(0, -math.log10(COND), k, dtype=torch.float64)
+    s = s / torch.linalg.vector_norm(s)  # the seed as the user's normalization leaves it: ‖X‖_F = 1
+    X = (U * s) @ V.mT
+    lead = (1,) * (len(region.shape) - 2)
+    exact = (U * _apply_steps(region.steps, s)) @ V.mT
+    if region.transposed:
+        exact = exact.mT
+    Xd = X.to(region.dtype).reshape(*lead, m, n)
+
+    def err(Y: torch.Tensor) -> float:
+        Y = Y.reshape(exact.shape).double()
+        return float(torch.linalg.norm(Y - exact) / torch.linalg.norm(exact))
+
+    out = {"user": err(replay(region, Xd))}
+    f = function_for(region.spec_text, "torch")
+    for plan in f.plans:
+        Y = f(Xd, plan=plan)
+        out[plan] = err(Y.mT if region.transposed else Y)
+    return out
+
+
+def choose_plan(region: Region, policy: str) -> str:
+    """The plan key for the replacement ("" = the cost model's choice at run time)."""
+    if policy == "fastest":
+        return ""
+    if policy == "direct":
+        return "direct"
+    from polygen.compile.ops import function_for
+
+    assert region.dtype is not None
+    f = function_for(region.spec_text, "torch")
+    m, n = region.shape[-2], region.shape[-1]
+    chosen = f.plan_for((m, n), region.dtype)
+    if chosen == "direct":
+        return ""
+    errs = errors(region)
+    return "" if errs[chosen] <= GUARD * errs["user"] else "direct"

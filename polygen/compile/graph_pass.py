@@ -1,0 +1,217 @@
+"""``torch.compile(fn, backend="polygen")`` and ``PolygenPass``, Inductor's post-grad pass that does the work.
+
+The backend is Inductor with one more post-grad pass, appended to any the user installed: in inference graphs
+(optimizer steps run under no_grad) it recovers each polynomial iteration (polygen.compile.recover), writes it
+as a spec and parses it like any other, checks it with a numerical witness, gates the plan on accuracy, and
+replaces the region by one ``polygen::recovered`` call. Training graphs and every region with any doubt are
+left as they are, so their output is what plain Inductor produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from fractions import Fraction
+from importlib.resources import files
+from typing import Any, cast
+
+import torch
+from torch._inductor.custom_graph_pass import CustomInferenceAwareGraphPass, get_custom_graph_passes
+from torch.fx import Graph
+
+from polygen.compile.recover import Coeffs, Interpreter, Region
+from polygen.compile.witness import witness
+
+OPTION_PREFIX = "polygen."
+OPTIONS = {"backend": "auto", "verify": True, "accuracy": "guard", "report": None}
+ACCURACY = ("guard", "fastest", "direct")  # guard: within 2× the user's loop's error, else the direct plan
+
+
+def _term(c: Fraction, power: int) -> str:
+    num = f"{c.numerator}" if c.denominator == 1 else f"({c.numerator}/{c.denominator})"
+    return num if power == 0 else f"{num}*x" if power == 1 else f"{num}*x**{power}"
+
+
+def spec_text_for(steps: list[Coeffs], dtype: torch.dtype) -> str:
+    """A spec of the recovered steps: the input is the user's normalized seed (norm = none), each step's odd
+    polynomial as exact rationals of the graph's floats; consecutive equal steps become one repeated step."""
+    digest = hashlib.sha256(repr([[str(c) for c in s] for s in steps]).encode()).hexdigest()[:12]
+    lines = [f'name = "recovered_{digest}"',
+             f'description = "an iteration recovered by polygen.compile: {len(steps)} steps ({dtype})"',
+             'target = "polar"', 'domain = ["1e-3", "1"]', "", "[input]", 'kind = "rectangular"', 'norm = "none"', "",
+             "[variables.x]", 'kind = "rectangular"', 'init = "g"']
+    i = 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and steps[j + 1] == steps[i]:
+            j += 1
+        expr = " + ".join(_term(c, p) for p, c in enumerate(steps[i]) if c) or "0*x"
+        lines += ["", "[[steps]]", f"repeat = {j - i + 1}", f'update = {{ x = "{expr}" }}']
+        i = j + 1
+    lines += ["", "[output]", 'var = "x"', "", "[verify]", 'expect = "none"', ""]
+    return "\n".join(lines)
+
+
+def _options(options: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(polygen's options, the rest for Inductor)."""
+    ours, rest = dict(OPTIONS), {}
+    for k, v in (options or {}).items():
+        if k.startswith(OPTION_PREFIX):
+            name = k[len(OPTION_PREFIX):]
+            if name not in OPTIONS:
+                raise ValueError(f"unknown polygen option {k!r}; known: {sorted(OPTION_PREFIX + o for o in OPTIONS)}")
+            ours[name] = v
+        else:
+            rest[k] = v
+    if ours["backend"] not in ("auto", "torch", "triton"):
+        raise ValueError(f"polygen.backend must be auto, torch or triton; got {ours['backend']!r}")
+    if ours["accuracy"] not in ACCURACY:
+        raise ValueError(f"polygen.accuracy must be one of {ACCURACY}; got {ours['accuracy']!r}")
+    return ours, rest
+
+
+def _pass_sources_hash() -> str:
+    from polygen import __version__
+    from polygen.runtime.compiler_key import compiler_key
+
+    h = hashlib.sha256(f"{__version__}\0{compiler_key()}".encode())
+    for name in sorted(p.name for p in files("polygen.compile").iterdir() if p.name.endswith(".py")):
+        h.update((files("polygen.compile") / name).read_bytes())
+    return h.hexdigest()
+
+
+class PolygenPass(CustomInferenceAwareGraphPass):
+    """The post-grad pass: install it as ``torch._inductor.config.post_grad_custom_pre_pass`` (alone or in a
+    list with others) to use polygen under ``backend="inductor"``; ``backend="polygen"`` does so itself."""
+
+    def __init__(self, backend: str = "auto", verify: bool = True, accuracy: str = "guard",
+                 report: Callable[[list[Region]], None] | None = None, rewrite: bool = True):
+        self.options: dict[str, Any] = {"backend": backend, "verify": verify, "accuracy": accuracy}
+        self.report = report
+        self.rewrite = rewrite
+        self.regions: list[Region] = []
+
+    def uuid(self) -> str:
+        """Changes with polygen's version, compiler sources, templates, cost constants (the compiler key) and
+        this package's sources, and with the options: an FX graph cache hit never serves a stale plan."""
+        return hashlib.sha256(f"{_pass_sources_hash()}\0{sorted(self.options.items())}\0{self.rewrite}".encode()
+                              ).hexdigest()
+
+    def __call__(self, graph: Graph, is_inference: bool = True) -> None:
+        if not is_inference:
+            return  # forward/backward pairs of training graphs are left alone
+        regions = Interpreter(graph).run()
+        for region in regions:
+            if region.status == "recoverable":
+                self._settle(graph, region)
+        self.regions.extend(regions)
+        if self.report is not None:
+            self.report(regions)
+
+    def _settle(self, graph: Graph, region: Region) -> None:
+        import polygen
+
+        assert region.dtype is not None
+        region.spec_text = spec_text_for(region.steps, region.dtype)
+        try:
+            polygen.parse_spec(region.spec_text, source="<recovered>")
+        except polygen.PolygenError as e:
+            region.status, region.reason = "refused", f"the recovered spec does not parse: {e}"
+            return
+        if self.options["verify"]:
+            ok, err = witness(region)
+            if not ok:
+                region.status, region.reason = "refused", f"the numerical witness disagrees (relative error {err:.2e})"
+                return
+        region.plan = self._plan(region)
+        if not self.rewrite:
+            region.status, region.reason = "rewritten", "would be rewritten (explain)"
+            return
+        _replace(graph, region, self.options["backend"])
+        region.status, region.reason = "rewritten", ""
+
+    def _plan(self, region: Region) -> str:
+        """The plan key: the cost model's choice at the region's shape and dtype, or the direct plan when the
+        accuracy policy says so (polygen.compile.accuracy)."""
+        from polygen.compile.accuracy import choose_plan
+
+        return choose_plan(region, self.options["accuracy"])
+
+
+def _replace(graph: Graph, region: Region, backend: str) -> None:
+    seed, out = region.seed, region.output
+    assert seed is not None and out is not None
+    fake = seed.meta["val"]
+    with graph.inserting_after(out):
+        call = graph.call_function(torch.ops.polygen.recovered.default, (seed, region.spec_text, region.plan, backend))
+        with fake.fake_mode:
+            call.meta["val"] = torch.ops.polygen.recovered.default(fake, region.spec_text, region.plan, backend)
+        result = call
+        if region.transposed:
+            with graph.inserting_after(call):
+                rank = fake.dim()
+                dims = list(range(rank - 2)) + [rank - 1, rank - 2]
+                result = graph.call_function(torch.ops.aten.permute.default, (call, dims))
+                with fake.fake_mode:
+                    result.meta["val"] = call.meta["val"].permute(dims)
+    out.replace_all_uses_with(result, delete_user_cb=lambda user: user is not call)
+    graph.eliminate_dead_code()
+
+
+def backend(gm: torch.fx.GraphModule, example_inputs: list[Any], options: dict[str, Any] | None = None,
+            **kwargs: Any) -> Callable[..., Any]:
+    """The ``torch.compile`` backend named "polygen" (an entry point of this package): Inductor plus PolygenPass.
+    ``options`` keys starting with "polygen." are polygen's (backend, verify, accuracy, report); the rest go
+    to Inductor as config patches."""
+    from torch._inductor import config
+    from torch._inductor.compile_fx import compile_fx
+
+    ours, rest = _options(options)
+    pass_ = PolygenPass(**ours)
+    passes = list(get_custom_graph_passes(config.post_grad_custom_pre_pass)) + [pass_]
+    patches = dict(rest, post_grad_custom_pre_pass=passes if len(passes) > 1 else pass_)
+    compiled: Any = compile_fx(gm, example_inputs, config_patches=patches)
+    return cast(Callable[..., Any], compiled)
+
+
+class _Explained(Exception):
+    """Raised by explain's pass once it has recorded a graph's regions, so nothing compiled ever runs."""
+
+
+def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
+    """One record per candidate region of the graphs ``fn(*args, **kwargs)`` compiles to, without running
+    anything compiled: status ("rewritten": what the backend would do; or "refused"), reason, steps,
+    coefficients, spec_text and plan. Works on functions and bound methods (``explain(opt.step)``)."""
+    import torch._dynamo
+
+    recorder = PolygenPass(rewrite=False)
+
+    def capture(graph: Graph, is_inference: bool = True) -> None:
+        recorder(graph, is_inference)
+        raise _Explained
+
+    class _Capture(PolygenPass):
+        def __call__(self, graph: Graph, is_inference: bool = True) -> None:
+            capture(graph, is_inference)
+
+    def record(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+        from torch._inductor.compile_fx import compile_fx
+
+        compiled: Any = compile_fx(gm, example_inputs, config_patches={"post_grad_custom_pre_pass": _Capture(),
+                                                                       "fx_graph_cache": False})
+        return cast(Callable[..., Any], compiled)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend=record)
+    try:
+        with torch.no_grad():
+            compiled(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - dynamo wraps the backend's exception
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, _Explained):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+    finally:
+        torch._dynamo.reset()
+    return recorder.regions

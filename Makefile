@@ -33,6 +33,8 @@ demo: venv
 	$(BIN)/polygen cost $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 2048x2048
 	$(BIN)/polygen compare $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 512x2048 --dtype float32
 	$(BIN)/polygen plot $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') -o out/polar_maps.png
+	@echo "torch.compile(backend=\"polygen\") finds the iteration in a user's own loop:"
+	$(BIN)/polygen explain docs/examples/ns5_loop.py:ns5 --shape 512x2048
 	@echo "a malformed spec is refused with its file, line, field and the fix:"
 	$(BIN)/polygen show docs/examples/unscaled_root.toml --stage spectral || true
 	@echo "demo done: plot in out/polar_maps.png"

@@ -132,6 +132,36 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """What torch.compile(fn, backend="polygen") would do to FILE.py:FUNCTION on a random input of the shape."""
+    import importlib.util
+
+    import torch
+
+    from polygen.compile import explain
+
+    path, _, name = args.target.rpartition(":")
+    if not path or not name:
+        raise PolygenError(f"expected FILE.py:FUNCTION, got {args.target!r}")
+    spec = importlib.util.spec_from_file_location("_polygen_explain_target", path)
+    if spec is None or spec.loader is None:
+        raise PolygenError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise PolygenError(f"{path} has no function {name!r}")
+    G = torch.randn(*args.shape, dtype=getattr(torch, args.dtype))
+    regions = explain(fn, G)
+    print(f"{'status':<10} {'steps':>5}  {'plan':<14} {'coefficients (first step)':<40} reason")
+    for r in regions:
+        first = ", ".join(f"{c:.6g}" for c in r.coefficients[0]) if r.coefficients else ""
+        print(f"{r.status:<10} {len(r.steps):>5}  {r.plan or 'auto':<14} {first:<40} {r.reason}")
+    if not regions:
+        print("no polynomial iteration found")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polygen", description="Compile polynomial matrix iterations from spec files.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("specs", nargs="+")
     s.add_argument("-o", "--output", type=Path, required=True)
     s.set_defaults(func=cmd_plot)
+
+    s = sub.add_parser("explain", help="what torch.compile(backend=\"polygen\") would rewrite in FILE.py:FUNCTION")
+    s.add_argument("target", help="FILE.py:FUNCTION, called with one random (..., m, n) tensor")
+    s.add_argument("--shape", type=_shape, required=True)
+    s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    s.set_defaults(func=cmd_explain)
 
     try:
         from polygen.fit.cli import add_fit_parser

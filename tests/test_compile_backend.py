@@ -115,3 +115,18 @@ def test_compiled_torch_optim_muon_step_rewrites_every_chain():
     for p, q in zip(params, twins):
         torch.testing.assert_close(p, q, rtol=0, atol=2e-3)  # bf16 iterations in another association
     torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_polygens_own_muon_step_is_not_rewritten_twice():
+    from polygen.optim import Muon
+
+    torch._dynamo.reset()
+    ps = [torch.nn.Parameter(torch.randn(32, 96)) for _ in range(2)]
+    for p in ps:
+        p.grad = torch.randn_like(p)
+    reports = []
+    torch.compile(Muon(ps, lr=0.02).step, backend="polygen", options={"polygen.report": reports.extend})()
+    assert reports and all(r.status == "refused" for r in reports)
+    assert any("not rewritten twice" in r.reason for r in reports)
+    torch._dynamo.reset()

@@ -97,7 +97,7 @@ def test_recovery_corpus(spelling, shape, dtype):
         "right_multiplied": (right_multiplied, PE), "cubic_horner_eye": (cubic_horner_eye, [(1.5, -0.5)] * 8),
     }[spelling]
     (r,) = regions(fn, torch.randn(*shape).to(dtype))
-    assert r.status == "rewritten", r.reason
+    assert r.status == "rewritten" or "gains nothing" in r.reason, r.reason  # a bf16 direct plan is left alone
     assert r.steps == [_odd(s) for s in steps]
     assert r.coefficients == [tuple(s) for s in steps]
     assert "norm = \"none\"" in r.spec_text and f"repeat = {len(steps)}" in r.spec_text or len(set(steps)) > 1

@@ -59,12 +59,29 @@ def errors(region: Region) -> dict[str, float]:
     return out
 
 
+_DECIDED: dict[tuple, str] = {}  # one measurement per distinct region (a step's 24 equal chains: one)
+
+
+def _signature(region: Region) -> tuple:
+    """What decides the gate: the spec, the shape and dtype, and the user's ops with their number arguments."""
+    ops = tuple((str(n.target), tuple(a if isinstance(a, (int, float)) else type(a).__name__ for a in n.args))
+                for n in region.nodes)
+    return (region.spec_text, region.shape, str(region.dtype), region.transposed, ops)
+
+
 def choose_plan(region: Region, policy: str) -> str:
     """The plan key for the replacement ("" = the cost model's choice at run time)."""
     if policy == "fastest":
         return ""
     if policy == "direct":
         return "direct"
+    key = _signature(region)
+    if key not in _DECIDED:
+        _DECIDED[key] = _guard(region)
+    return _DECIDED[key]
+
+
+def _guard(region: Region) -> str:
     from polygen.compile.ops import function_for
 
     assert region.dtype is not None

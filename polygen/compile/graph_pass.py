@@ -124,11 +124,27 @@ class PolygenPass(CustomInferenceAwareGraphPass):
                 region.status, region.reason = "refused", f"the numerical witness disagrees (relative error {err:.2e})"
                 return
         region.plan = self._plan(region)
+        if self._gains_nothing(region):
+            region.status = "refused"
+            region.reason = ("the direct plan in a 16-bit dtype on the CPU gains nothing over Inductor's own fusion "
+                             "(bench/RESULTS.md §8): left to Inductor")
+            return
         if not self.rewrite:
             region.status, region.reason = "rewritten", "would be rewritten (explain)"
             return
         _replace(graph, region, self.options["backend"])
         region.status, region.reason = "rewritten", ""
+
+    def _gains_nothing(self, region: Region) -> bool:
+        """A direct plan in bf16/fp16 on a CPU tensor: polygen blocks no m×m product there, while Inductor fuses
+        the elementwise terms, so the rewrite would only lose (2048×2048 bf16: 0.69× Inductor)."""
+        from polygen.compile.ops import function_for
+
+        assert region.seed is not None and region.dtype is not None
+        if region.dtype not in (torch.bfloat16, torch.float16) or region.seed.meta["val"].device.type != "cpu":
+            return False
+        plan = region.plan or function_for(region.spec_text, "torch").plan_for(region.shape[-2:], region.dtype)
+        return plan == "direct"
 
     def _plan(self, region: Region) -> str:
         """The plan key: the cost model's choice at the region's shape and dtype, or the direct plan when the

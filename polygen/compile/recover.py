@@ -183,11 +183,16 @@ class Interpreter:
         self.seeds: dict[Node, Node] = {}  # seed node -> the tensor it normalizes
 
     def _gram_operands(self) -> set[Node]:
-        """Nodes whose Gram product X·Xᵀ or Xᵀ·X the graph forms: the iterates (up to casts)."""
+        """Nodes whose Gram product X·Xᵀ or Xᵀ·X the graph forms: the iterates (up to casts). Products traced
+        from polygen's own generated code are not candidates: its plan is already the rewrite."""
         out = set()
+        self.polygen_products = 0
         for n in self.graph.nodes:
             if n.op != "call_function" or n.target not in (aten.mm.default, aten.bmm.default, aten.addmm.default,
                                                           aten.baddbmm.default):
+                continue
+            if _from_polygen(n):
+                self.polygen_products += 1
                 continue
             a, b = (n.args[1], n.args[2]) if n.target in (aten.addmm.default, aten.baddbmm.default) else n.args[:2]
             a, b = _unwrap(a), _unwrap(b)
@@ -215,7 +220,10 @@ class Interpreter:
                 v = Value(v.kind, X, v.it + 1)
             self.values[n] = v
         regions = [self._region(seed) for seed in self.seeds if seed.users]
-        if self.grams and not self.seeds:
+        if self.polygen_products:
+            regions.append(Region("refused", f"polygen's own plan ({self.polygen_products} products traced from "
+                                             "its generated code): not rewritten twice"))
+        elif self.grams and not self.seeds:
             regions.append(Region("refused", "Gram products, but no division by a bound on the Frobenius norm "
                                              "certifies the domain (singular values in [0, 1])"))
         return regions
@@ -351,6 +359,13 @@ def _unwrap(node: Any) -> Any:
     while isinstance(node, Node) and node.target in _SAME_SHAPE and _same_shape(node.args[0], node):
         node = node.args[0]
     return node
+
+
+def _from_polygen(node: Node) -> bool:
+    """Traced from polygen's generated modules or its run-time products (the stack trace Dynamo records)."""
+    trace = node.meta.get("stack_trace") or ""
+    return any(mark in trace for mark in ("polygen_generated", "/_generated/", "/generated/torch/",
+                                          "polygen/runtime/torch_ops.py"))
 
 
 def _same_shape(a: Any, b: Node) -> bool:

@@ -45,6 +45,11 @@ def loop(coeffs):
     return fn
 
 
+def _opts(reports: list) -> dict:
+    """polygen's report; no FX graph cache for either backend, so compile times compare like with like."""
+    return {"polygen.report": reports.extend, "fx_graph_cache": False}
+
+
 def exact(G: torch.Tensor, coeffs) -> torch.Tensor:
     U, S, Vh = torch.linalg.svd(G.double(), full_matrices=False)
     s = S / torch.linalg.norm(G.double())
@@ -76,8 +81,8 @@ def loops(args: argparse.Namespace) -> None:
                 G = random_with_spectrum(shape, 1e3, seed=0).to(getattr(torch, dtype))
                 fn = loop(coeffs)
                 reports: list = []
-                fp = torch.compile(fn, backend="polygen", options={"polygen.report": reports.extend})
-                fi = torch.compile(loop(coeffs), backend="inductor")
+                fp = torch.compile(fn, backend="polygen", options=_opts(reports))
+                fi = torch.compile(loop(coeffs), backend="inductor", options={"fx_graph_cache": False})
                 with torch.no_grad():
                     cp, ci = timed(fp, G), timed(fi, G)
                     tp, ti, te = [], [], []

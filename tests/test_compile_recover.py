@@ -198,3 +198,91 @@ def test_polynomials_stay_bounded():
 
     found = regions(no_gram, torch.randn(8, 12))
     assert all(r.status == "refused" for r in found)
+
+
+# ---- a property test over random chains of the accepted ops ----
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_COEF = st.sampled_from([0.0, 0.5, -0.75, 1.5, 2.0315, -4.775, 3.4445, 0.125])
+_STEP = st.tuples(st.sampled_from([1.5, 3.4445, 1.875, 2.0]), _COEF, _COEF, _COEF)  # x, x³, x⁵, x⁷
+_FORM = st.sampled_from(["left", "right", "eye", "addmm", "assoc"])
+
+
+def _chain(steps, forms, tall, broken_at=None, broken="entrywise"):
+    """A user's loop: normalize, then per step one spelling of X ← aX + bX³ + cX⁵ + dX⁷."""
+    def fn(G):
+        X = G.mT if tall else G
+        X = X / (torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True) + 1e-7)
+        for i, ((a, b, c, d), form) in enumerate(zip(steps, forms)):
+            if form == "right":
+                A = X.mT @ X
+                H = b * A + c * (A @ A) + d * (A @ A @ A)
+                X = a * X + X @ H
+                continue
+            A = X @ X.mT
+            if i == broken_at:
+                A = A * A if broken == "entrywise" else A + 0.25
+            if form == "eye":
+                eye = torch.eye(A.size(-1), dtype=A.dtype)
+                X = (a * eye + b * A + c * (A @ A) + d * ((A @ A) @ A)) @ X
+            elif form == "addmm":
+                H = torch.addmm(b * A, A, c * A + d * (A @ A))
+                X = torch.addmm(X, H, X, beta=a)
+            elif form == "assoc":
+                X = a * X + b * (A @ X) + c * (A @ (A @ X)) + d * (A @ (A @ (A @ X)))
+            else:
+                X = a * X + (b * A + c * A @ A + d * A @ A @ A) @ X
+        return X.mT if tall else X
+    return fn
+
+
+def _composed(steps, s):
+    for a, b, c, d in steps:
+        s = a * s + b * s**3 + c * s**5 + d * s**7
+    return s
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(steps=st.lists(_STEP, min_size=1, max_size=6), data=st.data(), tall=st.booleans())
+def test_random_chains_recover_exactly_and_agree_with_float64(steps, data, tall):
+    """Random association, transposes, addmm forms and eye terms, degree ≤ 7, ≤ 6 steps: the recovered steps are
+    the written ones, and composing them on s agrees with running the function itself in float64."""
+    from hypothesis import assume
+
+    grid = torch.linspace(0, 1, 201, dtype=torch.float64)
+    assume(bool(_composed(steps, grid).abs().max() < 1e6))  # a diverging map proves nothing (witness refuses)
+    forms = data.draw(st.lists(_FORM, min_size=len(steps), max_size=len(steps)))
+    fn = _chain(steps, forms, tall)
+    shape = (40, 24) if tall else (24, 40)
+    (r,) = regions(fn, torch.randn(*shape))
+    assert r.status == "rewritten", r.reason
+    want = [tuple(Fraction(0) if i % 2 == 0 else Fraction(step[i // 2]) for i in range(8)) for step in steps]
+    assert [recover._trim(w) for w in want] == r.steps
+    from polygen.compile.witness import proxy_input
+
+    X, U, s, Vt = proxy_input((24, 40))
+    G = X.mT if tall else X
+    Y = fn(G)
+    s_seed = s / (torch.linalg.vector_norm(s, dim=-1, keepdim=True) + 1e-7)  # as the function normalizes
+    expect = U @ torch.diag_embed(_composed(steps, s_seed)) @ Vt
+    torch.testing.assert_close(Y, expect.mT if tall else expect, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(_STEP, min_size=2, max_size=5), data=st.data(),
+       broken=st.sampled_from(["entrywise", "plus_scalar"]))
+def test_a_non_spectral_op_in_a_chain_is_refused_or_confined(steps, data, broken):
+    """One non-spectral op inserted at a random step: nothing that reaches the function's output is rewritten."""
+    forms = data.draw(st.lists(st.sampled_from(["left", "eye", "addmm", "assoc"]), min_size=len(steps),
+                               max_size=len(steps)))
+    at = data.draw(st.integers(0, len(steps) - 1))
+    g = graph(_chain(steps, forms, False, broken_at=at, broken=broken), torch.randn(24, 40))
+    found = Interpreter(g).run()
+    output = next(n for n in g.nodes if n.op == "output")
+    for r in found:
+        if r.status == "recoverable":
+            assert r.output not in output.all_input_nodes  # confined before the non-spectral op
+            assert len(r.steps) <= at

@@ -30,14 +30,16 @@ def _proxy_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def proxy_input(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(X = U diag(s) Vᵀ, U, s, Vᵀ) in float64 at the proxy of ``shape``, singular values spread over (0, 1]."""
+    """(X = U diag(s) Vᵀ, U, s, Vᵀ) in float64 at the proxy of ``shape``: singular values spread over an
+    interval, scaled to ‖s‖₂ = 1 (a seed as a Frobenius normalization leaves it)."""
     gen = torch.Generator().manual_seed(seed)
     ps = _proxy_shape(shape)
     batch, (m, n) = ps[:-2], ps[-2:]
     k = min(m, n)
     U, _ = torch.linalg.qr(torch.randn(*batch, m, k, generator=gen, dtype=torch.float64))
     V, _ = torch.linalg.qr(torch.randn(*batch, n, k, generator=gen, dtype=torch.float64))
-    s = torch.linspace(0.05, 1.0, k, dtype=torch.float64).expand(*batch, k).clone()
+    s = torch.linspace(0.05, 1.0, k, dtype=torch.float64)
+    s = (s / torch.linalg.vector_norm(s)).expand(*batch, k).clone()  # a seed: ‖X‖_F = 1, as normalized
     return U @ torch.diag_embed(s) @ V.mT, U, s, V.mT
 
 
@@ -91,7 +93,7 @@ def witness(region: Region, seed: int = 0) -> tuple[bool, float]:
     want = U @ torch.diag_embed(_apply_steps(region.steps, s)) @ Vt
     if region.transposed:
         want = want.mT
-    if got.shape != want.shape:
-        return False, float("inf")
+    if got.shape != want.shape or not torch.isfinite(want).all():
+        return False, float("inf")  # a map that overflows on its own domain proves nothing: refuse
     err = float(torch.linalg.norm(got - want) / torch.linalg.norm(want).clamp_min(1e-300))
     return err <= RTOL, err

@@ -202,13 +202,12 @@ def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
 
     recorder = PolygenPass(rewrite=False)
 
-    def capture(graph: Graph, is_inference: bool = True) -> None:
-        recorder(graph, is_inference)
-        raise _Explained
-
     class _Capture(PolygenPass):
+        """Records the regions with the recorder, then stops the compile before anything can run."""
+
         def __call__(self, graph: Graph, is_inference: bool = True) -> None:
-            capture(graph, is_inference)
+            recorder(graph, is_inference)
+            raise _Explained
 
     def record(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
         from torch._inductor.compile_fx import compile_fx
@@ -228,6 +227,4 @@ def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             raise
-    finally:
-        torch._dynamo.reset()
     return recorder.regions

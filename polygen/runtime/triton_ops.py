@@ -92,6 +92,28 @@ def _alloc(shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype | None
     return torch.empty(shape, dtype=dtype, device=like.device)
 
 
+def _launch_gemm(kernel: Any, grid: Callable[[dict[str, int]], tuple[int, int]], sizes: tuple[int, ...],
+                 a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, coef: torch.Tensor | None,
+                 out: torch.Tensor, alpha: float, beta: float, gamma: float, alpha_idx: int, beta_idx: int,
+                 gamma_idx: int) -> None:
+    """Launch one of the two epilogue GEMM kernels (they share every argument but their sizes)."""
+    has_c = c is not None and (beta_idx >= 0 or beta != 0.0)
+    cc = c if c is not None else a  # placeholder pointer when there is no addend (never read)
+    cstr = (c.stride(0), c.stride(1), c.stride(2)) if c is not None else (0, 0, 0)
+    coef_t, coef_stride = coef_arg(coef, a.size(0), a)
+    wrap_triton(kernel)[grid](
+        a, b, cc, out, coef_t,
+        *sizes,
+        a.stride(0), a.stride(1), a.stride(2),
+        b.stride(0), b.stride(1), b.stride(2),
+        cstr[0], cstr[1], cstr[2],
+        out.stride(0), out.stride(1), out.stride(2),
+        coef_stride,
+        ALPHA=alpha, BETA=beta, GAMMA=gamma, ALPHA_IDX=alpha_idx, BETA_IDX=beta_idx, GAMMA_IDX=gamma_idx,
+        HAS_C=has_c, INPUT_PRECISION=input_precision(a.dtype), EMULATE_BF16=emulate_bf16(a.dtype),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Helpers shared by the kernel bodies
 
@@ -233,26 +255,13 @@ def sym_matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None,
     torch._check(b.size(2) == a.size(1), lambda: f"symmetric product needs a square result, got {tuple(b.shape)}")
     batch, m, k = a.shape
     out = _alloc((batch, m, m), a)
-    has_c = c is not None and (beta_idx >= 0 or beta != 0.0)
-    cc = c if c is not None else a  # placeholder pointer when there is no addend (never read)
-    cstr = (c.stride(0), c.stride(1), c.stride(2)) if c is not None else (0, 0, 0)
-    coef_t, coef_stride = coef_arg(coef, batch, a)
 
     def grid(META: dict[str, int]) -> tuple[int, int]:
         tiles = triton.cdiv(m, META["BLOCK"])
         return (tiles * (tiles + 1) // 2, batch)
 
-    wrap_triton(sym_matmul_kernel)[grid](
-        a, b, cc, out, coef_t,
-        m, k,
-        a.stride(0), a.stride(1), a.stride(2),
-        b.stride(0), b.stride(1), b.stride(2),
-        cstr[0], cstr[1], cstr[2],
-        out.stride(0), out.stride(1), out.stride(2),
-        coef_stride,
-        ALPHA=alpha, BETA=beta, GAMMA=gamma, ALPHA_IDX=alpha_idx, BETA_IDX=beta_idx, GAMMA_IDX=gamma_idx,
-        HAS_C=has_c, INPUT_PRECISION=input_precision(a.dtype), EMULATE_BF16=emulate_bf16(a.dtype),
-    )
+    _launch_gemm(sym_matmul_kernel, grid, (m, k), a, b, c, coef, out, alpha, beta, gamma, alpha_idx, beta_idx,
+                 gamma_idx)
     return out
 
 
@@ -329,25 +338,12 @@ def matmul(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None = None, coef
     batch, m, k = a.shape
     n = b.size(2)
     out = _alloc((batch, m, n), a)
-    has_c = c is not None and (beta_idx >= 0 or beta != 0.0)
-    cc = c if c is not None else a  # placeholder pointer when there is no addend (never read)
-    cstr = (c.stride(0), c.stride(1), c.stride(2)) if c is not None else (0, 0, 0)
-    coef_t, coef_stride = coef_arg(coef, batch, a)
 
     def grid(META: dict[str, int]) -> tuple[int, int]:
         return (triton.cdiv(m, META["BLOCK_M"]) * triton.cdiv(n, META["BLOCK_N"]), batch)
 
-    wrap_triton(matmul_kernel)[grid](
-        a, b, cc, out, coef_t,
-        m, n, k,
-        a.stride(0), a.stride(1), a.stride(2),
-        b.stride(0), b.stride(1), b.stride(2),
-        cstr[0], cstr[1], cstr[2],
-        out.stride(0), out.stride(1), out.stride(2),
-        coef_stride,
-        ALPHA=alpha, BETA=beta, GAMMA=gamma, ALPHA_IDX=alpha_idx, BETA_IDX=beta_idx, GAMMA_IDX=gamma_idx,
-        HAS_C=has_c, INPUT_PRECISION=input_precision(a.dtype), EMULATE_BF16=emulate_bf16(a.dtype),
-    )
+    _launch_gemm(matmul_kernel, grid, (m, n, k), a, b, c, coef, out, alpha, beta, gamma, alpha_idx, beta_idx,
+                 gamma_idx)
     return out
 
 

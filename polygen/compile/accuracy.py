@@ -15,7 +15,7 @@ import math
 import torch
 
 from polygen.compile.recover import Region
-from polygen.compile.witness import _apply_steps, replay
+from polygen.compile.witness import apply_steps, replay
 
 GUARD = 2.0
 COND = 1e3
@@ -42,7 +42,7 @@ def errors(region: Region) -> dict[str, float]:
     s = s / torch.linalg.vector_norm(s)  # the seed as the user's normalization leaves it: ‖X‖_F = 1
     X = (U * s) @ V.mT
     lead = (1,) * (len(region.shape) - 2)
-    exact = (U * _apply_steps(region.steps, s)) @ V.mT
+    exact = (U * apply_steps(region.steps, s)) @ V.mT
     if region.transposed:
         exact = exact.mT
     Xd = X.to(region.dtype).reshape(*lead, m, n)

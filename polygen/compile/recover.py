@@ -350,8 +350,7 @@ class Interpreter:
         return region
 
 
-_SAME_SHAPE = (aten.expand.default, aten.view.default, aten._unsafe_view.default, aten.reshape.default,
-               aten.contiguous.default if hasattr(aten, "contiguous") else aten.clone.default)
+_SAME_SHAPE = (aten.expand.default, aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 
 def _unwrap(node: Any) -> Any:

@@ -43,7 +43,8 @@ def proxy_input(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, to
     return U @ torch.diag_embed(s) @ V.mT, U, s, V.mT
 
 
-def _apply_steps(steps: list[tuple[Fraction, ...]], s: torch.Tensor) -> torch.Tensor:
+def apply_steps(steps: list[tuple[Fraction, ...]], s: torch.Tensor) -> torch.Tensor:
+    """The recovered map on singular values s: each step's polynomial by Horner, in s's dtype."""
     for coeffs in steps:
         acc = torch.zeros_like(s)
         for c in reversed(coeffs):
@@ -90,7 +91,7 @@ def witness(region: Region, seed: int = 0) -> tuple[bool, float]:
         got = replay(region, X)
     except (RuntimeError, TypeError, KeyError, ValueError, IndexError):
         return False, float("inf")  # an op that does not replay at another shape: refuse
-    want = U @ torch.diag_embed(_apply_steps(region.steps, s)) @ Vt
+    want = U @ torch.diag_embed(apply_steps(region.steps, s)) @ Vt
     if region.transposed:
         want = want.mT
     if got.shape != want.shape or not torch.isfinite(want).all():

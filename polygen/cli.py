@@ -143,6 +143,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     path, _, name = args.target.rpartition(":")
     if not path or not name:
         raise PolygenError(f"expected FILE.py:FUNCTION, got {args.target!r}")
+    if not Path(path).is_file():
+        raise PolygenError(f"{path}: no such file (expected FILE.py:FUNCTION)")
     spec = importlib.util.spec_from_file_location("_polygen_explain_target", path)
     if spec is None or spec.loader is None:
         raise PolygenError(f"cannot import {path}")

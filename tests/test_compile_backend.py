@@ -138,3 +138,15 @@ def test_polygens_own_muon_step_is_not_rewritten_twice():
     assert reports and all(r.status == "refused" for r in reports)
     assert any("not rewritten twice" in r.reason for r in reports)
     torch._dynamo.reset()
+
+
+def test_explain_command_prints_the_table_and_refuses_bad_targets(capsys, tmp_path):
+    from polygen.cli import main
+
+    assert main(["explain", "docs/examples/ns5_loop.py:ns5", "--shape", "32x96"]) == 0
+    out = capsys.readouterr().out
+    assert "rewritten" in out and "3.4445, -4.775, 2.0315" in out
+    assert main(["explain", str(tmp_path / "missing.py") + ":f", "--shape", "8x8"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["explain", "docs/examples/ns5_loop.py:nope", "--shape", "8x8"]) == 2
+    assert "no function 'nope'" in capsys.readouterr().err

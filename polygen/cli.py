@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from polygen.errors import PolygenError
 
@@ -86,25 +87,43 @@ def cmd_cost(args: argparse.Namespace) -> int:
         shape = (args.shape[0], args.shape[0]) if smap.input_kind == "symmetric" else args.shape
         plan = polygen.schedule(smap, shape, dtype=args.dtype, backend=args.backend, batch=args.batch)
         alts = {k: c for k, c in plan.alternatives}
+        errs = _form_errors(polygen.load(name, backend="torch"), shape, args.dtype)
         rows.append({"spec": plan.spec, "shape": f"{shape[0]}x{shape[1]}", "form": plan.form, "matmuls": plan.matmuls,
                      "long_matmuls": plan.cost.long_matmuls, "gflop": plan.cost.flops / 1e9,
                      "dense_gflop": plan.cost.dense_flops / 1e9, "mbytes": plan.cost.bytes / 1e6,
-                     "est_ms": plan.cost.seconds * 1e3, "restarts": list(plan.schedule.restarts),
-                     "alternatives": {k: {"matmuls": c.matmuls, "gflop": c.flops / 1e9,
-                                          "est_ms": c.seconds * 1e3} for k, c in alts.items()}})
+                     "est_ms": plan.cost.seconds * 1e3, "est_error": errs.get(plan.form),
+                     "restarts": list(plan.schedule.restarts),
+                     "alternatives": {k: {"matmuls": c.matmuls, "gflop": c.flops / 1e9, "est_ms": c.seconds * 1e3,
+                                          "est_error": errs.get(k)} for k, c in alts.items()}})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     m, n = args.shape
-    print(f"cost at {m}x{n} {args.dtype} (batch {args.batch}) on {args.backend}")
-    head = f"{'spec':<20} {'form':<7} {'matmuls':>7} {'long':>5} {'GFLOP':>9} {'MB':>9} {'est ms':>9}  alternatives"
+    print(f"cost at {m}x{n} {args.dtype} (batch {args.batch}) on {args.backend}; est err: relative error against "
+          f"the exact map at kappa = 1e3, measured at a proxy shape")
+    head = (f"{'spec':<20} {'form':<7} {'matmuls':>7} {'long':>5} {'GFLOP':>9} {'MB':>9} {'est ms':>9} "
+            f"{'est err':>9}  alternatives")
     print(head)
     print("-" * len(head))
     for r in rows:
-        alt_text = "; ".join(f"{k}: {a['matmuls']} mm, {a['gflop']:.2f} GFLOP" for k, a in r["alternatives"].items())
+        alt_text = "; ".join(f"{k}: {a['matmuls']} mm, {a['gflop']:.2f} GFLOP, err {_sci(a['est_error'])}"
+                             for k, a in r["alternatives"].items())
         print(f"{r['spec']:<20} {r['form']:<7} {r['matmuls']:>7} {r['long_matmuls']:>5} {r['gflop']:>9.2f} "
-              f"{r['mbytes']:>9.1f} {r['est_ms']:>9.2f}  {alt_text}")
+              f"{r['mbytes']:>9.1f} {r['est_ms']:>9.2f} {_sci(r['est_error']):>9}  {alt_text}")
     return 0
+
+
+def _sci(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+def _form_errors(f: Any, shape: tuple[int, int], dtype: str) -> dict[str, float]:
+    """Estimated error per plan form ("direct", "gram") for this shape and dtype (polygen.runtime.accuracy);
+    a generated plan is named by its form and the dtype class it was placed for."""
+    import torch
+
+    errs = f.plan_errors(shape, getattr(torch, dtype))
+    return {name.split("_")[0]: e for name, e in errs.items()}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

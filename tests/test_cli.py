@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import polygen
 from polygen.cli import main
 
 
@@ -35,6 +36,21 @@ def test_cost_json_pins_counts(capsys):
     assert code == 0 and "gram" in out
 
 
+def test_cost_shows_each_plans_estimated_error(capsys):
+    """Beside each plan's cost, its error estimate (polygen.runtime.accuracy): float32's Gram plan is the cheaper
+    and the less accurate one at aspect 4."""
+    import torch
+
+    code, out, _ = run(capsys, "cost", "muon_ns5", "--shape", "256x1024", "--json")
+    row = json.loads(out)[0]
+    f = polygen.load("muon_ns5", backend="torch")
+    est = f.plan_errors((256, 1024), torch.float32)
+    assert row["form"] == "gram" and row["est_error"] == est["gram_float32"]
+    assert row["alternatives"]["direct"]["est_error"] == est["direct"] < row["est_error"]
+    code, out, _ = run(capsys, "cost", "muon_ns5", "--shape", "256x1024")
+    assert "est err" in out and f"err {est['direct']:.1e}" in out and f"{est['gram_float32']:.1e}" in out
+
+
 def test_compare_measures_against_svd_and_muon(capsys):
     code, out, _ = run(capsys, "compare", "muon_ns5", "polar_express_8", "--shape", "48x96", "--repeats", "1",
                        "--json")
@@ -43,6 +59,8 @@ def test_compare_measures_against_svd_and_muon(capsys):
     assert rows["muon_ns5"]["err_map"] < 1e-3  # generated code reproduces its own map
     assert rows["polar_express_8"]["err_target"] < 1e-3  # and PE8 reaches U Vᵀ
     assert rows["torch.optim.Muon NS"]["err_target"] > 0.2  # NS5's map stops in [0.47, 1.2]
+    # the estimate (same seed, same shape under the proxy limit) is the measurement it stands for
+    assert rows["muon_ns5"]["est_err"] == pytest.approx(rows["muon_ns5"]["err_map"], rel=0.1)
 
 
 def test_plot_writes_png(capsys, tmp_path):

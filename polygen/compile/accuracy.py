@@ -2,10 +2,11 @@
 
 Rule (policy "guard"): at the region's shape (one matrix of a batch; above 4M elements a same-aspect proxy of
 about 4M) and dtype, on U diag(s) Vᵀ with s log-spaced over κ = 1e3 and ‖s‖₂ = 1 (a seed as the user's
-normalization leaves it), the plan polygen would choose must stay
-within GUARD × the user's own loop's error against the exact map (U p(s) Vᵀ in float64); otherwise the direct
-plan runs, which still gains fused epilogues and block triangles. "fastest" keeps the cost model's choice,
-"direct" always takes the direct plan.
+normalization leaves it), the cheapest plan, by the cost model's ranking, whose error against the exact map
+(U p(s) Vᵀ in float64) stays within GUARD × the user's own loop's runs; when none does, the direct plan runs,
+which still gains fused epilogues and block triangles. "fastest" keeps the cost model's choice, "direct"
+always takes the direct plan: the policies of ``polygen.load(name, accuracy=...)`` (polygen.runtime.accuracy,
+which measures against the spec's direct plan, there being no user loop).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def errors(region: Region) -> dict[str, float]:
 
     out = {"user": err(replay(region, Xd))}
     f = function_for(region.spec_text, "torch")
-    for plan in f.plans:
+    for plan in f.ranked_plans(region.shape[-2:], region.dtype):
         Y = f(Xd, plan=plan)
         out[plan] = err(Y.mT if region.transposed else Y)
     return out
@@ -82,13 +83,15 @@ def choose_plan(region: Region, policy: str) -> str:
 
 
 def _guard(region: Region) -> str:
+    """The cheapest plan within GUARD× the user's error ("" when that is the cost model's own choice)."""
     from polygen.compile.ops import function_for
 
     assert region.dtype is not None
     f = function_for(region.spec_text, "torch")
-    m, n = region.shape[-2], region.shape[-1]
-    chosen = f.plan_for((m, n), region.dtype)
-    if chosen == "direct":
+    ranked = f.ranked_plans(region.shape[-2:], region.dtype)
+    if ranked[0] == "direct":
         return ""
     errs = errors(region)
-    return "" if errs[chosen] <= GUARD * errs["user"] else "direct"
+    passing = [name for name in ranked if errs[name] <= GUARD * errs["user"]]
+    best = passing[0] if passing else "direct"
+    return "" if best == ranked[0] else best

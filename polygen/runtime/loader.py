@@ -124,9 +124,15 @@ class PolygenFunction:
     power) is read from its generated module, so a built-in never needs the compiler.
     """
 
-    def __init__(self, spec: Any, backend: str = "auto"):
+    def __init__(self, spec: Any, backend: str = "auto", accuracy: str = "fastest"):
+        from polygen.runtime.accuracy import POLICIES
+
         if backend not in BACKENDS + ("auto",):
             raise ValueError(f"backend must be one of auto, torch, triton; got {backend!r}")
+        if accuracy not in POLICIES:
+            raise ValueError(f"accuracy must be one of {', '.join(POLICIES)}; got {accuracy!r}")
+        self.accuracy = accuracy
+        self._guarded: dict[tuple[str, int, int, str], Any] = {}
         self.spec_value = spec  # not ``source``: that name means a source label on specs (module_for duck-types it)
         self.backend = backend
         self._modules: dict[str, ModuleType] = {}
@@ -157,18 +163,57 @@ class PolygenFunction:
         return "torch"
 
     def __call__(self, G: Any, plan: str | None = None) -> Any:
-        mod = self._module(self.backend_for(G))
+        backend = self.backend_for(G)
+        mod = self._module(backend)
+        if plan is None and self.accuracy != "fastest" and G.dim() >= 2:
+            plan = self._policy_plan(backend, G.shape[-2:], G.dtype, G.device)
         fn = mod.PLAN_FUNCTIONS[plan] if plan is not None else None
         return mod.apply(G, plan=fn)
 
-    def plan_for(self, shape: tuple[int, ...], dtype: Any, backend: str = "torch") -> str:
-        """The name of the plan ``f`` runs for an input of this shape and dtype."""
-        mod = self._module(backend)
-        m, n = shape[-2:]
+    def _policy_plan(self, backend: str, shape: Any, dtype: Any, device: Any = "cpu") -> str:
+        """The plan the accuracy policy picks, decided once per shape and dtype: under torch.compile a dict hit
+        (the measurement itself is not traceable, so compile after one eager call; polygen.runtime.accuracy)."""
+        m, n = self._problem(shape)
+        key = (backend, m, n, str(dtype))
+        if key not in self._guarded:
+            if self.accuracy == "direct" or "direct" not in self._module(backend).PLAN_FUNCTIONS:
+                self._guarded[key] = "direct" if self.accuracy == "direct" else self.ranked_plans(shape, dtype)[0]
+            else:
+                import torch
+
+                from polygen.runtime.accuracy import guarded_plan
+
+                decide = torch.compiler.disable(guarded_plan)
+                self._guarded[key] = decide(self, m, n, dtype, backend=backend, device=device)
+        return self._guarded[key]
+
+    def _problem(self, shape: Any) -> tuple[int, int]:
+        m, n = int(shape[-2]), int(shape[-1])
         if self.input_kind == "rectangular" and m > n:
             m, n = n, m
-        fn = mod.choose_plan(m, n, dtype)
-        return next(k for k, v in mod.PLAN_FUNCTIONS.items() if v is fn)
+        return m, n
+
+    def plan_for(self, shape: tuple[int, ...], dtype: Any, backend: str = "torch") -> str:
+        """The name of the plan ``f`` runs for an input of this shape and dtype (under its accuracy policy)."""
+        if self.accuracy != "fastest":
+            return self._policy_plan(backend, shape, dtype)
+        return self.ranked_plans(shape, dtype, backend)[0]
+
+    def ranked_plans(self, shape: tuple[int, ...], dtype: Any, backend: str = "torch") -> list[str]:
+        """The names of the plans ``f`` may run for this shape and dtype, cheapest first by the cost model."""
+        mod = self._module(backend)
+        m, n = self._problem(shape)
+        names = {v: k for k, v in mod.PLAN_FUNCTIONS.items()}
+        from polygen.runtime.torch_ops import rank_plans
+
+        return [names[fn] for fn in rank_plans(mod._PLANS, m, n, dtype)]
+
+    def plan_errors(self, shape: tuple[int, ...], dtype: Any, backend: str = "torch") -> dict[str, float]:
+        """Each plan's estimated error against the exact map for this shape and dtype, cheapest plan first
+        (measured once per proxy shape; polygen.runtime.accuracy)."""
+        from polygen.runtime.accuracy import plan_errors
+
+        return plan_errors(self, *self._problem(shape), dtype, backend=backend)
 
     @property
     def plans(self) -> list[str]:
@@ -178,6 +223,10 @@ class PolygenFunction:
         return f"polygen.load({self.name!r}, backend={self.backend!r})"
 
 
-def load(spec: Any, backend: str = "auto") -> PolygenFunction:
-    """A callable for a built-in spec name, a spec path or a parsed spec."""
-    return PolygenFunction(spec, backend=backend)
+def load(spec: Any, backend: str = "auto", accuracy: str = "fastest") -> PolygenFunction:
+    """A callable for a built-in spec name, a spec path or a parsed spec.
+
+    ``accuracy``: "fastest" runs the cost model's cheapest plan; "guard" the cheapest plan whose estimated error
+    is within 2× the direct plan's; "direct" the spec's polynomials as written (polygen.runtime.accuracy).
+    """
+    return PolygenFunction(spec, backend=backend, accuracy=accuracy)

@@ -19,7 +19,7 @@ from polygen.runtime import tuning
 from polygen.runtime.tuning import SYM_BLOCKS, SYM_MIN_ROWS
 
 __all__ = ["FIT_GRID", "Problem", "add_diag", "apply", "choose_plan", "dtype_class", "fit_param", "frobenius",
-           "norm_dtype", "product", "sym_bmm"]
+           "norm_dtype", "product", "rank_plans", "sym_bmm"]
 
 Plan = Callable[[torch.Tensor], torch.Tensor]
 Plans = dict[str, tuple[tuple[Plan, tuple[tuple[tuple[int, int], float], ...]], ...]]
@@ -56,8 +56,15 @@ def dtype_class(dtype: torch.dtype) -> str:
     return _DTYPE_CLASS.get(dtype, "float32")
 
 
+def rank_plans(plans: Plans, m: int, n: int, dtype: torch.dtype) -> list[Plan]:
+    """The plans for an (m, n) problem (m <= n) in this dtype, cheapest first by their cost polynomials
+    Σ c·m^i·n^j (a stable sort: ties keep the module's order, the direct plan first)."""
+    entries = plans[dtype_class(dtype)]
+    return [fn for fn, poly in sorted(entries, key=lambda e: sum(c * m**i * n**j for (i, j), c in e[1]))]
+
+
 def choose_plan(plans: Plans, m: int, n: int, dtype: torch.dtype) -> Plan:
-    """The plan whose cost polynomial Σ c·m^i·n^j is lowest for an (m, n) problem (m <= n) in this dtype."""
+    """The plan whose cost polynomial is lowest for an (m, n) problem (m <= n) in this dtype."""
     best, best_cost = None, math.inf
     for fn, poly in plans[dtype_class(dtype)]:
         cost = sum(c * m**i * n**j for (i, j), c in poly)

@@ -70,7 +70,7 @@ def regions(fn, x, *, settle=True):
     p = PolygenPass(rewrite=False, accuracy="fastest")
     for r in found:
         if settle and r.status == "recoverable":
-            p._settle(g, r)
+            p._settle(r)
     return found
 
 

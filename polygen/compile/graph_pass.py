@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import torch
 from torch._inductor.custom_graph_pass import CustomInferenceAwareGraphPass, get_custom_graph_passes
-from torch.fx import Graph
+from torch.fx import Graph, Node
 
 from polygen.compile.recover import Coeffs, Interpreter, Region
 from polygen.compile.witness import witness
@@ -103,12 +103,19 @@ class PolygenPass(CustomInferenceAwareGraphPass):
         regions = Interpreter(graph).run()
         for region in regions:
             if region.status == "recoverable":
-                self._settle(graph, region)
+                self._settle(region)
+        for group in stacks(graph, [r for r in regions if r.status == "rewritten"]):
+            for region in group:
+                region.stacked = len(group)
+                region.reason = "" if self.rewrite else "would be rewritten (explain)"
+            if self.rewrite:
+                _replace(graph, group, self.options["backend"])
         self.regions.extend(regions)
         if self.report is not None:
             self.report(regions)
 
-    def _settle(self, graph: Graph, region: Region) -> None:
+    def _settle(self, region: Region) -> None:
+        """Parse, witness and plan a recoverable region: "rewritten" (to be replaced) or "refused" with a reason."""
         import polygen
 
         assert region.dtype is not None
@@ -129,10 +136,6 @@ class PolygenPass(CustomInferenceAwareGraphPass):
             region.reason = ("the direct plan in a 16-bit dtype on the CPU gains nothing over Inductor's own fusion "
                              "(bench/RESULTS.md §8): left to Inductor")
             return
-        if not self.rewrite:
-            region.status, region.reason = "rewritten", "would be rewritten (explain)"
-            return
-        _replace(graph, region, self.options["backend"])
         region.status, region.reason = "rewritten", ""
 
     def _gains_nothing(self, region: Region) -> bool:
@@ -154,24 +157,106 @@ class PolygenPass(CustomInferenceAwareGraphPass):
         return choose_plan(region, self.options["accuracy"])
 
 
-def _replace(graph: Graph, region: Region, backend: str) -> None:
-    seed, out = region.seed, region.output
-    assert seed is not None and out is not None
-    fake = seed.meta["val"]
-    with graph.inserting_after(out):
-        call = graph.call_function(torch.ops.polygen.recovered.default, (seed, region.spec_text, region.plan, backend))
-        with fake.fake_mode:
-            call.meta["val"] = torch.ops.polygen.recovered.default(fake, region.spec_text, region.plan, backend)
+def _stack_key(region: Region) -> tuple:
+    assert region.seed is not None
+    fake = region.seed.meta["val"]
+    return (region.spec_text, region.plan, tuple(fake.shape), fake.dtype, fake.device)
+
+
+def _descendants(nodes: list[Node], skip: set[Node]) -> set[Node]:
+    seen: set[Node] = set()
+    todo = [u for n in nodes for u in n.users if u not in skip]
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(u for u in n.users if u not in skip)
+    return seen
+
+
+def _placement(group: list[Region], order: dict[Node, int]) -> tuple[Node, list[Node]] | None:
+    """Where one call for the group goes: after its last seed, with the pure users of outputs computed before
+    that seed moved after the call; None when a seed depends on another chain's output or such a user has a
+    side effect."""
+    seeds = [r.seed for r in group]
+    outputs = [r.output for r in group]
+    assert all(n is not None for n in seeds + outputs)
+    internal = {n for r in group for n in r.nodes} - set(cast(list[Node], seeds))  # dies with the rewrite
+    after = _descendants(cast(list[Node], outputs), internal)
+    if after & set(cast(list[Node], seeds)):
+        return None
+    last = max(cast(list[Node], seeds), key=order.__getitem__)
+    moved = sorted((n for n in after if order[n] < order[last]), key=order.__getitem__)
+    if any(n.is_impure() for n in moved):
+        return None
+    return last, moved
+
+
+def stacks(graph: Graph, regions: list[Region]) -> list[list[Region]]:
+    """Rewritten regions grouped into batched calls: chains of one spec, plan, seed shape, dtype and device, in
+    graph order, as long as one call after the group's last seed stays a topological order (a seed computed
+    from another chain's output starts a new group)."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    by_key: dict[tuple, list[Region]] = {}
+    for r in regions:
+        by_key.setdefault(_stack_key(r), []).append(r)
+    groups: list[list[Region]] = []
+    for members in by_key.values():
+        group: list[Region] = []
+        for r in sorted(members, key=lambda r: order[cast(Node, r.seed)]):
+            if group and _placement([*group, r], order) is None:
+                groups.append(group)
+                group = []
+            group.append(r)
+        groups.append(group)
+    return sorted(groups, key=lambda g: order[cast(Node, g[0].seed)])
+
+
+def _replace(graph: Graph, group: list[Region], backend: str) -> None:
+    """One polygen call for the group (polygen::recovered for one chain, recovered_stack for more); each chain's
+    output becomes its slice, transposed back for tall inputs."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    placed = _placement(group, order)
+    assert placed is not None
+    last, moved = placed
+    spec_text, plan = group[0].spec_text, group[0].plan
+    seeds = [cast(Node, r.seed) for r in group]
+    fakes = [s.meta["val"] for s in seeds]
+    mode = fakes[0].fake_mode
+    with graph.inserting_after(last):
+        if len(group) == 1:
+            call = graph.call_function(torch.ops.polygen.recovered.default, (seeds[0], spec_text, plan, backend))
+            with mode:
+                call.meta["val"] = torch.ops.polygen.recovered.default(fakes[0], spec_text, plan, backend)
+        else:
+            call = graph.call_function(torch.ops.polygen.recovered_stack.default, (seeds, spec_text, plan, backend))
+            with mode:
+                call.meta["val"] = torch.ops.polygen.recovered_stack.default(fakes, spec_text, plan, backend)
+    tail, results = call, []
+    for i, region in enumerate(group):
         result = call
+        if len(group) > 1:
+            result = tail = _after(graph, tail, mode, torch.ops.aten.select.int, (call, 0, i))
         if region.transposed:
-            with graph.inserting_after(call):
-                rank = fake.dim()
-                dims = list(range(rank - 2)) + [rank - 1, rank - 2]
-                result = graph.call_function(torch.ops.aten.permute.default, (call, dims))
-                with fake.fake_mode:
-                    result.meta["val"] = call.meta["val"].permute(dims)
-    out.replace_all_uses_with(result, delete_user_cb=lambda user: user is not call)
+            rank = fakes[i].dim()
+            dims = list(range(rank - 2)) + [rank - 1, rank - 2]
+            result = tail = _after(graph, tail, mode, torch.ops.aten.permute.default, (result, dims))
+        results.append(result)
+    for n in moved:
+        tail.append(n)
+        tail = n
+    for region, result in zip(group, results):
+        cast(Node, region.output).replace_all_uses_with(result, delete_user_cb=lambda user: user is not call)
     graph.eliminate_dead_code()
+
+
+def _after(graph: Graph, node: Node, mode: Any, target: Any, args: tuple) -> Node:
+    """A call inserted right after ``node``, with its fake value."""
+    with graph.inserting_after(node):
+        new = graph.call_function(target, args)
+    with mode:
+        new.meta["val"] = target(*[a.meta["val"] if isinstance(a, Node) else a for a in args])
+    return new
 
 
 def backend(gm: torch.fx.GraphModule, example_inputs: list[Any], options: dict[str, Any] | None = None,

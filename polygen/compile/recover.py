@@ -53,6 +53,7 @@ class Region:
     shape: tuple[int, ...] = ()
     spec_text: str = ""
     plan: str = ""
+    stacked: int = 1  # how many chains share its polygen call (same spec, plan, shape and dtype in one graph)
 
     @property
     def coefficients(self) -> list[tuple[float, ...]]:

@@ -113,9 +113,12 @@ def muon_step(args: argparse.Namespace) -> None:
         return ps, torch.optim.Muon(ps, lr=0.02)
 
     variants = {}
+    reports: list = []
     for label in ("polygen", "inductor", "eager"):
         ps, opt = make()
-        step = opt.step if label == "eager" else torch.compile(opt.step, backend=label)
+        step = opt.step if label == "eager" else torch.compile(opt.step, backend=label,
+                                                                   options=_opts(reports) if label == "polygen"
+                                                                   else {"fx_graph_cache": False})
         compile_s = timed(step) if label != "eager" else 0.0
         variants[label] = (step, compile_s)
     times = {k: [] for k in variants}
@@ -125,6 +128,10 @@ def muon_step(args: argparse.Namespace) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\ntorch.optim.Muon.step over {args.count} matrices of {shape[0]}x{shape[1]} (bf16 iteration), median of "
           f"{args.repeats}:\n")
+    chains = [r for r in reports if r.status == "rewritten"]
+    stacks = sorted({r.stacked for r in chains})
+    plan = chains[0].plan or "auto" if chains else "-"
+    print(f"polygen rewrote {len(chains)} chains, stacked {stacks} per call, plan {plan}\n")
     print("| variant | step s | polygen / this | compile s |\n|---|---|---|---|")
     for k in variants:
         print(f"| {k} | {med[k]:.3f} | {med[k] / med['polygen']:.2f}x | {variants[k][1]:.1f} |")
@@ -138,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=24)
     ap.add_argument("--step-shape", default="1024x4096")
     ap.add_argument("--skip-step", action="store_true")
+    ap.add_argument("--skip-loops", action="store_true")
     args = ap.parse_args(argv)
     args.shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     args.step_shape = tuple(int(v) for v in args.step_shape.split("x"))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}\n")
-    loops(args)
+    if not args.skip_loops:
+        loops(args)
     if not args.skip_step:
         muon_step(args)
     return 0

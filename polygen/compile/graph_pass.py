@@ -10,6 +10,7 @@ left as they are, so their output is what plain Inductor produces.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Callable
 from fractions import Fraction
 from importlib.resources import files
@@ -214,7 +215,7 @@ def stacks(graph: Graph, regions: list[Region]) -> list[list[Region]]:
 
 def _replace(graph: Graph, group: list[Region], backend: str) -> None:
     """One polygen call for the group (polygen::recovered for one chain, recovered_stack for more); each chain's
-    output becomes its slice, transposed back for tall inputs."""
+    output becomes its item of the call, transposed back for tall inputs."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     placed = _placement(group, order)
     assert placed is not None
@@ -236,7 +237,7 @@ def _replace(graph: Graph, group: list[Region], backend: str) -> None:
     for i, region in enumerate(group):
         result = call
         if len(group) > 1:
-            result = tail = _after(graph, tail, mode, torch.ops.aten.select.int, (call, 0, i))
+            result = tail = _after(graph, tail, mode, operator.getitem, (call, i))
         if region.transposed:
             rank = fakes[i].dim()
             dims = list(range(rank - 2)) + [rank - 1, rank - 2]
@@ -282,7 +283,9 @@ class _Explained(Exception):
 def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
     """One record per candidate region of the graphs ``fn(*args, **kwargs)`` compiles to, without running
     anything compiled: status ("rewritten": what the backend would do; or "refused"), reason, steps,
-    coefficients, spec_text and plan. Works on functions and bound methods (``explain(opt.step)``)."""
+    coefficients, spec_text and plan. Works on functions and bound methods (``explain(opt.step)``). Code dynamo
+    does not trace (a data-dependent branch in a loop) gets a "refused" record with dynamo's reason; dynamo
+    runs such a frame as plain Python, so that part of ``fn`` does run."""
     import torch._dynamo
 
     recorder = PolygenPass(rewrite=False)
@@ -301,7 +304,10 @@ def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
                                                                        "fx_graph_cache": False})
         return cast(Callable[..., Any], compiled)
 
+    from torch._dynamo.utils import counters
+
     torch._dynamo.reset()
+    before = {k: dict(counters[k]) for k in _BREAKS}
     compiled = torch.compile(fn, backend=record)
     try:
         with torch.no_grad():
@@ -312,4 +318,11 @@ def explain(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Region]:
             cause = cause.__cause__ or cause.__context__
         if cause is None:
             raise
-    return recorder.regions
+    breaks = [msg for k in _BREAKS for msg, n in counters[k].items() if n > before[k].get(msg, 0)]
+    return recorder.regions + [Region("refused", f"dynamo graph break: {msg.splitlines()[0]} (the code there never "
+                                                 "reaches the pass and runs as torch.compile leaves it)")
+                               for msg in breaks]
+
+
+# dynamo's counters of what it did not trace (a data-dependent branch, unsupported code): explain reports them
+_BREAKS = ("graph_break", "unimplemented")

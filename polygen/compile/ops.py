@@ -16,6 +16,7 @@ import torch
 
 from polygen.runtime.loader import PolygenFunction
 from polygen.runtime.specfiles import SpecText
+from polygen.runtime.torch_ops import chunk_size
 
 SOURCE = "<recovered by polygen.compile>"
 
@@ -38,12 +39,30 @@ def _(x: torch.Tensor, spec_text: str, plan: str, backend: str) -> Any:
 
 
 @torch.library.custom_op("polygen::recovered_stack", mutates_args=())
-def recovered_stack(xs: list[torch.Tensor], spec_text: str, plan: str, backend: str) -> torch.Tensor:
-    """The same iteration of k same-shape tensors as one batched call: (k, *x.shape) out, stacked in order."""
+def recovered_stack(xs: list[torch.Tensor], spec_text: str, plan: str, backend: str) -> list[torch.Tensor]:
+    """The same iteration of k same-shape tensors as batched calls, one output per input.
+
+    Batched as the generated ``apply`` chunks an eager batch (about tuning.CPU_CHUNK_BYTES of input per call on
+    the CPU, everything at once elsewhere); a lone matrix runs unstacked, so a large one pays no stacking copy
+    in or out, and outputs of a stacked call are cloned apart (an op's outputs may not alias each other).
+    """
     f = function_for(spec_text, backend)
-    return f(torch.stack(xs), plan=plan or None).contiguous()
+    fn_plan = plan or None
+    x0 = xs[0]
+    per = len(xs)
+    if x0.device.type == "cpu":
+        mats = x0.numel() // max(1, x0.size(-2) * x0.size(-1))  # matrices in one input
+        per = max(1, chunk_size(x0.reshape(-1, *x0.shape[-2:]), True) // max(1, mats))
+    outs: list[torch.Tensor] = []
+    for i in range(0, len(xs), per):
+        group = xs[i:i + per]
+        if len(group) == 1:
+            outs.append(f(group[0], plan=fn_plan).contiguous())
+        else:
+            outs.extend(y.clone() for y in f(torch.stack(group), plan=fn_plan).unbind(0))
+    return outs
 
 
 @recovered_stack.register_fake
 def _(xs: list[torch.Tensor], spec_text: str, plan: str, backend: str) -> Any:
-    return xs[0].new_empty((len(xs), *xs[0].shape))
+    return [x.new_empty(x.shape) for x in xs]

@@ -18,8 +18,8 @@ import torch
 from polygen.runtime import tuning
 from polygen.runtime.tuning import SYM_BLOCKS, SYM_MIN_ROWS
 
-__all__ = ["FIT_GRID", "Problem", "add_diag", "apply", "choose_plan", "dtype_class", "fit_param", "frobenius",
-           "norm_dtype", "product", "rank_plans", "sym_bmm"]
+__all__ = ["FIT_GRID", "Problem", "add_diag", "apply", "choose_plan", "chunk_size", "dtype_class", "fit_param",
+           "frobenius", "norm_dtype", "product", "rank_plans", "sym_bmm"]
 
 Plan = Callable[[torch.Tensor], torch.Tensor]
 Plans = dict[str, tuple[tuple[Plan, tuple[tuple[tuple[int, int], float], ...]], ...]]
@@ -196,7 +196,7 @@ def fit_param(powers: Sequence[torch.Tensor], data: Sequence[Sequence[float]], l
     return a.reshape(-1, 1, 1).to(powers[0].dtype)
 
 
-def _chunk_size(X: torch.Tensor, chunks: bool) -> int:
+def chunk_size(X: torch.Tensor, chunks: bool) -> int:
     """How many matrices of the batch X one call takes: all on GPUs and under torch.compile (whose memory
     planning sees the whole graph); about tuning.CPU_CHUNK_BYTES of input in eager CPU runs."""
     if not chunks or X.device.type != "cpu" or torch.compiler.is_compiling():
@@ -247,7 +247,7 @@ def apply(G: torch.Tensor, problem: Problem, plans: Plans, plan: Plan | None = N
     m, n = G.size(-2), G.size(-1)
     X = G.reshape(math.prod(batch_shape), m, n)  # not -1: empty matrices have no inferable batch
     fn = plan if plan is not None else choose_plan(plans, m, n, G.dtype)
-    per = _chunk_size(X, problem.chunks)
+    per = chunk_size(X, problem.chunks)
     if per >= X.size(0):
         Y = _apply_batch(X, fn, problem)
     else:

@@ -207,3 +207,52 @@ def test_explain_command_prints_the_table_and_refuses_bad_targets(capsys, tmp_pa
     assert "no such file" in capsys.readouterr().err
     assert main(["explain", "docs/examples/ns5_loop.py:nope", "--shape", "8x8"]) == 2
     assert "no function 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_training_graphs_are_left_alone_and_gradients_unchanged():
+    """A forward that orthogonalizes its weight with the NS loop (as in orthogonal parametrizations): under
+    autograd the pass sees training graphs and leaves them, so outputs and gradients are bitwise Inductor's."""
+    torch.manual_seed(0)
+    W0, x = torch.randn(32, 96), torch.randn(8, 32)
+
+    def loss(W, x):
+        return (x @ kj(W)).square().sum()
+
+    grads = {}
+    for label in ("polygen", "inductor"):
+        torch._dynamo.reset()
+        reports = []
+        W = W0.clone().requires_grad_(True)
+        opts = _opts(reports) if label == "polygen" else {"fx_graph_cache": False}
+        out = torch.compile(loss, backend=label, options=opts)(W, x)
+        out.backward()
+        grads[label] = (out.detach(), W.grad)
+        if label == "polygen":
+            assert reports == []  # nothing considered: training graphs never reach recovery
+    assert torch.equal(grads["polygen"][0], grads["inductor"][0])
+    assert torch.equal(grads["polygen"][1], grads["inductor"][1])
+    torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_a_recovered_spec_goes_through_the_content_keyed_cache(tmp_path):
+    """The first process compiles the recovered spec into POLYGEN_CACHE under its content key; a second process
+    compiling the same loop finds it there and never loads polygen's compiler (no polygen.driver import)."""
+    code = ("import sys, torch\n"
+            "from tests.test_compile_recover import kj\n"
+            "G = torch.randn(24, 80)\n"
+            "with torch.no_grad():\n"
+            "    torch.compile(kj, backend='polygen', options={'fx_graph_cache': False})(G)\n"
+            "print('polygen.driver' in sys.modules)\n")
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ, POLYGEN_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parent.parent)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env,
+                           cwd=root) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-3000:]
+    assert [r.stdout.split()[-1] for r in runs] == ["True", "False"]
+    cached = sorted(p.name for p in tmp_path.glob("*.py"))
+    assert len(cached) == 1 and cached[0].startswith("torch__recovered_by_polygen_"), cached

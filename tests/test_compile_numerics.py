@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from polygen.runtime.reference import random_with_spectrum
-from tests.test_compile_recover import NS5, PE, kj
+from tests.test_compile_recover import NS5, PE, REFUSALS, kj, refusal_body
 
 CONDS = (10.0, 1e3, 1e6)
 
@@ -139,3 +139,13 @@ def test_dynamic_shapes_are_refused_and_compiled_as_inductor_does():
     assert reports and all(r.status == "refused" and "dynamic shapes" in r.reason for r in reports), \
         [(r.status, r.reason) for r in reports]
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "reason"), REFUSALS)
+def test_the_refusal_corpus_compiles_bitwise_as_inductor_does(case, reason):
+    ours, theirs, reports = _bitwise_inductor(refusal_body(case), random_with_spectrum((24, 40), 1e3, seed=8))
+    assert reports and all(r.status == "refused" for r in reports), [(r.status, r.reason) for r in reports]
+    assert any(reason in r.reason for r in reports), [r.reason for r in reports]
+    for a, b in zip(ours if isinstance(ours, tuple) else (ours,), theirs if isinstance(theirs, tuple) else (theirs,)):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))  # bit patterns: an unnormalized loop overflows

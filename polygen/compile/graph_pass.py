@@ -159,9 +159,16 @@ class PolygenPass(CustomInferenceAwareGraphPass):
 
 
 def _stack_key(region: Region) -> tuple:
+    """Regions of one key share a call. A CPU matrix of CPU_CHUNK_BYTES or more runs alone: polygen's CPU code
+    takes such matrices one at a time anyway, and a stack only keeps every seed and output alive at once, whose
+    fresh pages cost more than the call saves (24 × 1024×4096 bf16: 2.24 s stacked against 1.69 s one by one;
+    24 × 128×512: 0.018 s against 0.041 s; bench/RESULTS.md §8)."""
+    from polygen.runtime.tuning import CPU_CHUNK_BYTES
+
     assert region.seed is not None
     fake = region.seed.meta["val"]
-    return (region.spec_text, region.plan, tuple(fake.shape), fake.dtype, fake.device)
+    alone = fake.device.type == "cpu" and fake.size(-2) * fake.size(-1) * fake.element_size() >= CPU_CHUNK_BYTES
+    return (region.spec_text, region.plan, tuple(fake.shape), fake.dtype, fake.device, id(region) if alone else 0)
 
 
 def _descendants(nodes: list[Node], skip: set[Node]) -> set[Node]:
@@ -194,9 +201,10 @@ def _placement(group: list[Region], order: dict[Node, int]) -> tuple[Node, list[
 
 
 def stacks(graph: Graph, regions: list[Region]) -> list[list[Region]]:
-    """Rewritten regions grouped into batched calls: chains of one spec, plan, seed shape, dtype and device, in
-    graph order, as long as one call after the group's last seed stays a topological order (a seed computed
-    from another chain's output starts a new group)."""
+    """Rewritten regions grouped into batched calls: chains of one spec, plan, seed shape, dtype and device (on
+    the CPU only matrices under CPU_CHUNK_BYTES, see _stack_key), in graph order, as long as one call after the
+    group's last seed stays a topological order (a seed computed from another chain's output starts a new
+    group)."""
     order = {n: i for i, n in enumerate(graph.nodes)}
     by_key: dict[tuple, list[Region]] = {}
     for r in regions:

@@ -62,29 +62,50 @@ def param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:
     return f"{where} (shape {tuple(p.shape)})"
 
 
-def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str) -> bool:
+def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str, process_groups: Sequence[Any] = ()) -> bool:
     """Check every gradient of ``groups`` for NaN/Inf with one host sync.
 
     Returns True when the step may proceed; False when ``mode == "skip"`` and a gradient is not finite;
     raises :class:`NonFiniteGradError` naming the parameters when ``mode == "raise"``. Nothing is modified.
+    Across ``process_groups`` the verdict is global (one all_reduce per group): one rank's NaN makes every rank
+    raise or skip, and ranks that disagree on which parameters have gradients raise RuntimeError together,
+    where their collectives would otherwise hang.
     """
-    if mode == "off":
-        return True
     groups = list(groups)
+    present = [p.grad is not None for g in groups for p in g["params"]]
+    if mode == "off" and not process_groups:
+        return True
     flags = [_all_finite(p.grad) for g in groups for p in g["params"] if p.grad is not None]
-    if not flags or bool(torch.stack(flags).all()):
+    ok = bool(torch.stack(flags).all()) if flags and mode != "off" else True
+    elsewhere = False
+    if process_groups:
+        from polygen.optim.distributed import all_agree
+
+        pattern = sum(int(x) << (i % 61) for i, x in enumerate(present)) + len(present)
+        votes = all_agree(torch.tensor([int(not ok), pattern, -pattern], dtype=torch.int64), process_groups)
+        if int(votes[1]) != -int(votes[2]):
+            raise RuntimeError(f"{optimizer_name}.step(): ranks disagree on which parameters have gradients; "
+                               "no parameter or optimizer state was changed")
+        elsewhere = bool(votes[0]) and ok
+        ok = not bool(votes[0])
+    if ok:
         return True
     if mode == "skip":
         return False
     bad = [param_label(g, gi, i, p) for gi, g in enumerate(groups) for i, p in enumerate(g["params"])
            if p.grad is not None and not bool(_all_finite(p.grad))]
+    where = "another rank's gradients" if elsewhere else ", ".join(bad)
     raise NonFiniteGradError(
-        f"{optimizer_name}.step(): non-finite gradient (NaN or Inf) in {', '.join(bad)}; no parameter or "
+        f"{optimizer_name}.step(): non-finite gradient (NaN or Inf) in {where}; no parameter or "
         f"optimizer state was changed. Pass nonfinite='skip' to skip such steps instead.")
 
 
 def _all_finite(grad: torch.Tensor) -> torch.Tensor:
-    """A 0-d bool: no NaN/Inf in ``grad`` (of a sparse gradient, its stored values: isfinite has no sparse kernel)."""
+    """A 0-d bool: no NaN/Inf in ``grad`` (of a sparse gradient, its stored values: isfinite has no sparse kernel;
+    of a DTensor, this rank's part: the verdict is then reduced over the group)."""
+    from polygen.optim.distributed import local
+
+    grad = local(grad)
     return torch.isfinite(grad._values() if grad.is_sparse else grad).all()
 
 
@@ -99,18 +120,18 @@ def reject_sparse_grads(optimizer_name: str, groups: Iterable[dict]) -> None:
 
 
 def guarded_step(opt: Any, closure: Callable[[], Any] | None, update: Callable[[], None],
-                 dense_only: Sequence[Any] | None = None) -> Any:
+                 dense_only: Sequence[Any] | None = None, groups: Sequence[Any] = ()) -> Any:
     """The step protocol of polygen's optimizers: evaluate the closure with grad enabled, reject sparse
     gradients of the optimizers ``dense_only`` (default: ``opt``), then run the non-finite guard
-    (``opt.nonfinite``) before ``update`` touches any parameter or state; a skipped step counts in
-    ``opt.skipped_steps``. Returns the closure's loss."""
+    (``opt.nonfinite``, global over the process ``groups``) before ``update`` touches any parameter or state; a
+    skipped step counts in ``opt.skipped_steps``. Returns the closure's loss."""
     loss = None
     if closure is not None:
         with torch.enable_grad():
             loss = closure()
     for o in (opt,) if dense_only is None else dense_only:
         reject_sparse_grads(type(o).__name__, o.param_groups)
-    if not grads_finite(type(opt).__name__, opt.param_groups, opt.nonfinite):
+    if not grads_finite(type(opt).__name__, opt.param_groups, opt.nonfinite, groups):
         opt.skipped_steps += 1
         return loss
     update()

@@ -18,6 +18,7 @@ equivalent spec, compiled once into polygen's cache.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,18 @@ from polygen.optim._common import (
     param_label,
     resolve_backend,
     spec_function,
+)
+from polygen.optim.distributed import (
+    LOCAL,
+    SHARDED,
+    Layout,
+    check_same_layout,
+    groups_of,
+    layout_of,
+    local,
+    owner,
+    owners_compute,
+    shared_compute,
 )
 from polygen.runtime.specfiles import SpecText
 
@@ -135,13 +148,32 @@ class MatrixOptimizer(Optimizer):
     dense_grads_only = True  # sparse gradients raise before anything changes (see guarded_step)
 
     def __init__(self, params: Any, defaults: dict[str, Any], nonfinite: str = "raise",
-                 ns_plan: str | None = None) -> None:
+                 ns_plan: str | None = None, process_group: Any = None) -> None:
         check_choice("nonfinite", nonfinite, NONFINITE_MODES)
         self.nonfinite = nonfinite
         self.ns_plan = ns_plan
         self.skipped_steps = 0
+        self.process_group = process_group
         self._functions: dict[tuple, Any] = {}  # (_function_key, backend) → polygen function
+        self._layouts: dict[Tensor, Layout] = {}  # parameter → where its work runs (polygen.optim.distributed)
+        self._built = False
         super().__init__(params, defaults)
+        self._built = True
+        self._check_layouts()
+
+    @property
+    def process_groups(self) -> list[Any]:
+        """The process groups this optimizer's collectives run on (empty: a single-process optimizer)."""
+        return groups_of(list(self._layouts.values()))
+
+    def _check_layouts(self) -> None:
+        """Every rank must have built the same parameter layout, or the collectives pair up wrongly."""
+        groups = self.process_groups
+        if not groups:
+            return
+        sig = repr([(gi, i, tuple(p.shape), str(p.dtype), self._layouts[p].kind)
+                    for gi, g in enumerate(self.param_groups) for i, p in enumerate(g["params"])])
+        check_same_layout(sig, groups, type(self).__name__)
 
     # --- validation -------------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -150,11 +182,16 @@ class MatrixOptimizer(Optimizer):
         group = self.param_groups[gi]
         try:
             self._check_params(group, gi)
+            layouts = {p: layout_of(p, param_label(group, gi, i, p), self.process_group)
+                       for i, p in enumerate(group["params"])}
             functions = self._check_group(group)
         except ValueError:
             self.param_groups.pop()
             raise
         self._commit_functions(functions)
+        self._layouts.update(layouts)
+        if self._built:
+            self._check_layouts()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after every saved group is completed (keys it lacks, as in a ``torch.optim.Muon``
@@ -241,67 +278,87 @@ class MatrixOptimizer(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step; raises :class:`NonFiniteGradError` (or skips, with ``nonfinite='skip'``) before touching
         anything when a gradient holds NaN or Inf."""
-        return guarded_step(self, closure, self._update)
+        return guarded_step(self, closure, self._update, groups=self.process_groups)
 
     def _update(self) -> None:
-        # bucket: (function key, ns dtype, device, short side, long side) → matrices of all groups with that shape
-        buckets: dict[tuple, tuple[Any, Any, list]] = {}
+        # bucket: (function key, backend, ns dtype, device, short side, long side, layout) → matrices of all
+        # groups with that shape; built in parameter order, so identically on every rank
+        buckets: dict[tuple, list] = {}
         for gi, group in enumerate(self.param_groups):
             params, grads, bufs = [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if "momentum_buffer" not in state:
+                if "momentum_buffer" not in state:  # a DTensor for a DTensor parameter: state stays sharded
                     state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
                 params.append(p)
-                grads.append(p.grad)
-                bufs.append(state["momentum_buffer"])
+                grads.append(local(p.grad))
+                bufs.append(local(state["momentum_buffer"]))
             if not params:
                 continue
-            momentum = group["momentum"]
+            momentum = group["momentum"]  # elementwise, on each rank's own rows
             torch._foreach_lerp_(bufs, grads, 1 - momentum)
             updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
             fkey = self._function_key(group)
             for p, u in zip(params, updates):
                 if p.numel() == 0:  # (5, 0), (0, 5), (2, 0, 4) …: the update is empty
                     continue
-                b, m, n = matrix_shape(p.shape)
+                b, m, n = matrix_shape(p.shape)  # a DTensor's shape is the global one
                 backend = resolve_backend(group["backend"], p.device)
-                key = (fkey, backend, group["ns_dtype"], p.device, min(m, n), max(m, n))
-                if key not in buckets:
-                    buckets[key] = (fkey, backend, [])
-                buckets[key][2].append((gi, p, u, b, m, n))
+                lay = self._layouts[p]
+                key = (fkey, backend, group["ns_dtype"], p.device, min(m, n), max(m, n), lay.kind, id(lay.group))
+                buckets.setdefault(key, []).append((gi, p, u, b, m, n))
 
-        for key, (_, backend, entries) in buckets.items():
-            ns_dtype = key[2]
+        for key, entries in buckets.items():
+            backend, ns_dtype = key[1], key[2]
             fn = self._function(self.param_groups[entries[0][0]], backend)
-            mats = []
-            for _, _, u, b, m, n in entries:
-                X = u.reshape(b, m, n)
-                mats.append(X.mT if m > n else X)
-            # convert, then stack: the stacked copy is then in the (narrower) iteration dtype
-            # always a contiguous (k, m, n) stack: a lone tall matrix passed as its transposed view would round
-            # differently from the same matrix in a stack, making an update depend on its bucket's neighbours
-            X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else \
-                mats[0].to(ns_dtype, memory_format=torch.contiguous_format)
-            X = X.contiguous()  # .to() returns a lone tall matrix already in ns_dtype as its transposed view
-            out = self.orthogonalize(fn, X)
-            outs = out.split([e[3] for e in entries])
+            lay = self._layouts[entries[0][1]]
+            shapes = [(b, m, n) for _, _, _, b, m, n in entries]
+
+            updates = [u for _, _, u, _, _, _ in entries]
+            if lay.kind == LOCAL:
+                outs = self._orthogonalize_bucket(fn, ns_dtype, updates, shapes)
+            else:  # this rank computes the entries it owns, on whole matrices
+                mine = [shapes[i] for i in range(len(entries)) if owner(i, lay.world) == lay.rank]
+                compute = functools.partial(self._orthogonalize_bucket, fn, ns_dtype, shapes=mine)
+                if lay.kind == SHARDED:
+                    outs = owners_compute(updates, [p.shape for _, p, *_ in entries], ns_dtype, lay.group, compute)
+                else:
+                    outs = shared_compute(updates, ns_dtype, lay.group, compute)
             # apply per (group, lr scale): decoupled weight decay, then the scaled update (torch's order)
             applies: dict[tuple[int, float], tuple[list, list]] = {}
             for (gi, p, _, _, m, n), o in zip(entries, outs):
-                o = o.mT if m > n else o
                 scale = self._lr_scale(self.param_groups[gi], m, n)
                 ps, os_ = applies.setdefault((gi, scale), ([], []))
-                ps.append(p)
-                os_.append(o.reshape(p.shape))
+                ps.append(local(p))
+                os_.append(o.reshape(local(p).shape))
             for (gi, scale), (ps, os_) in applies.items():
                 group = self.param_groups[gi]
                 lr = _to_scalar(group["lr"])
                 if group["weight_decay"] != 0:
                     torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
                 torch._foreach_add_(ps, os_, alpha=-lr * scale)
+
+    def _orthogonalize_bucket(self, fn: Any, ns_dtype: torch.dtype, updates: list[Tensor],
+                              shapes: list[tuple[int, int, int]]) -> list[Tensor]:
+        """The bucket's whole updates (each of its parameter's shape) through one batched call; outputs in
+        ns_dtype, each of its update's shape."""
+        if not updates:
+            return []
+        mats = []
+        for u, (b, m, n) in zip(updates, shapes):
+            X = u.reshape(b, m, n)
+            mats.append(X.mT if m > n else X)
+        # convert, then stack: the stacked copy is then in the (narrower) iteration dtype
+        # always a contiguous (k, m, n) stack: a lone tall matrix passed as its transposed view would round
+        # differently from the same matrix in a stack, making an update depend on its bucket's neighbours
+        X = torch.cat([x.to(ns_dtype) for x in mats]) if len(mats) > 1 else \
+            mats[0].to(ns_dtype, memory_format=torch.contiguous_format)
+        X = X.contiguous()  # .to() returns a lone tall matrix already in ns_dtype as its transposed view
+        out = self.orthogonalize(fn, X)
+        return [(o.mT if m > n else o).reshape(u.shape)
+                for o, u, (b, m, n) in zip(out.split([s[0] for s in shapes]), updates, shapes)]
 
 
 class Muon(MatrixOptimizer):
@@ -324,6 +381,11 @@ class Muon(MatrixOptimizer):
             (the step is skipped, ``skipped_steps`` counts them) or ``"off"`` (no check, no host sync).
         ns_plan: force one of the spec's plans (``"direct"``, ``"gram_bfloat16"`` …); None lets polygen's cost
             model choose per shape and dtype.
+        process_group: for replicated (DDP) parameters, the group whose ranks share the work: each rank
+            orthogonalizes its share of every bucket and one all-gather per bucket shares the results. None:
+            every rank computes everything. FSDP2 parameters (``Shard(0)`` DTensors) need nothing: each matrix
+            is orthogonalized on one rank of its mesh, its rows moved there and back by all-to-all
+            (polygen.optim.distributed).
 
     Same-shaped matrices (also transposed shapes, and across param groups) are stacked and go through the
     spec's function in one batched call per shape.
@@ -349,13 +411,14 @@ class Muon(MatrixOptimizer):
         ns_dtype: torch.dtype = torch.bfloat16,
         nonfinite: str = "raise",
         ns_plan: str | None = None,
+        process_group: Any = None,
     ) -> None:
         defaults = {
             "lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
             "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps, "adjust_lr_fn": adjust_lr_fn,
             "spec": spec, "backend": backend, "ns_dtype": ns_dtype,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan)
+        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

@@ -84,6 +84,7 @@ class MuonP(MatrixOptimizer):
         ns_dtype: torch.dtype = torch.bfloat16,
         nonfinite: str = "raise",
         ns_plan: str | None = None,
+        process_group: Any = None,
     ) -> None:
         explicit_p = p is not _DEFAULT_P
         frac = _as_fraction(p)
@@ -104,7 +105,7 @@ class MuonP(MatrixOptimizer):
             "lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
             "p": str(frac), "spec": spec, "adjust_lr_fn": adjust_lr_fn, "backend": backend, "ns_dtype": ns_dtype,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan)
+        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

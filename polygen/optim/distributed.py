@@ -1,0 +1,194 @@
+"""Where a matrix optimizer's work runs across ranks, on torch.distributed itself (no engine of its own).
+
+Two layouts of a parameter are distributed (every other DTensor placement is refused by name):
+
+* **sharded** — a DTensor ``Shard(0)`` on a 1-D mesh, as FSDP2's ``fully_shard`` leaves it. Each matrix of a
+  bucket has one owner rank (entry i → rank i mod W); one ``all_to_all_single`` sends every rank's rows of the
+  bucket's updates to their owners, each owner runs one batched polygen call on whole matrices, and a second
+  one sends the rows back. No generated plan ever sees a DTensor (a ``Partial`` DTensor through a plan's
+  in-place diagonal add adds the constant once per rank). Bytes off-rank per step: about 2(W−1)/W² of the
+  bucket's updates in the iteration dtype, against (W−1)/W to gather them.
+* **replicated** — plain tensors with ``process_group=`` given (DDP): rank i mod W computes entry i, and one
+  ``all_gather_single`` per bucket shares the results.
+
+Every rank builds the same buckets in the same order (checked at construction, see ``check_same_layout``),
+so the collectives pair up; the non-finite guard is reduced over the group, so one rank's NaN makes every
+rank raise or skip. A matrix's result does not depend on the rest of its batch under
+``torch.use_deterministic_algorithms(True)`` (polygen.runtime.torch_ops), which makes the distributed step
+bitwise the single-process one on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+LOCAL, SHARDED, REPLICATED = "local", "sharded", "replicated"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one parameter lives across ranks: LOCAL (every rank computes it), SHARDED (rows on dim 0 of a 1-D
+    mesh) or REPLICATED (the same tensor on every rank of ``group``, work shared out)."""
+
+    kind: str
+    group: Any = None
+
+    @property
+    def world(self) -> int:
+        return 1 if self.kind == LOCAL else dist.get_world_size(self.group)
+
+    @property
+    def rank(self) -> int:
+        return 0 if self.kind == LOCAL else dist.get_rank(self.group)
+
+
+def is_dtensor(t: Any) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def layout_of(p: Tensor, label: str, process_group: Any = None) -> Layout:
+    """The parameter's layout, or ValueError naming it for a placement polygen does not distribute."""
+    if not is_dtensor(p):
+        if process_group is not None and dist.get_world_size(process_group) > 1:
+            return Layout(REPLICATED, process_group)
+        return Layout(LOCAL)
+    from torch.distributed.tensor import Replicate, Shard
+
+    dt: Any = p
+    mesh, placements = dt.device_mesh, dt.placements
+    if mesh.ndim != 1:
+        raise ValueError(f"parameter {label}: a DTensor on a {mesh.ndim}-D device mesh ({placements}) is not "
+                         "supported; polygen distributes Shard(0) (FSDP2) and Replicate() DTensors on 1-D meshes")
+    (pl,) = placements
+    if type(pl) is Shard and pl.dim == 0:
+        return Layout(SHARDED, mesh.get_group())
+    if type(pl) is Replicate:
+        return Layout(REPLICATED, mesh.get_group()) if mesh.size() > 1 else Layout(LOCAL)
+    raise ValueError(f"parameter {label}: DTensor placement {pl!r} is not supported; polygen distributes "
+                     "Shard(0) (FSDP2) and Replicate() DTensors on 1-D meshes")
+
+
+def local(t: Tensor) -> Tensor:
+    """The rank's own part of a DTensor (a view of its storage: in-place updates land in the parameter), or t."""
+    return cast(Tensor, cast(Any, t).to_local()) if is_dtensor(t) else t
+
+
+def row_counts(rows: int, world: int) -> list[int]:
+    """Rows of dim 0 each rank holds under Shard(0): torch.chunk's split (ceil-sized chunks, the last ranks
+    possibly short or empty), as DTensor and FSDP2 shard."""
+    chunk = -(-rows // world) if rows else 0
+    return [max(0, min(chunk, rows - r * chunk)) for r in range(world)]
+
+
+def owner(i: int, world: int) -> int:
+    return i % world
+
+
+def owners_compute(parts: Sequence[Tensor], shapes: Sequence[torch.Size], dtype: torch.dtype, group: Any,
+                   compute: Callable[[list[Tensor]], list[Tensor]]) -> list[Tensor]:
+    """Entry i's result, this rank's rows of it, where rank ``owner(i)`` computes entry i whole.
+
+    ``parts[i]``: this rank's rows (dim 0) of entry i, of global shape ``shapes[i]``; ``compute`` maps the
+    whole tensors this rank owns (in ``dtype``, entry order) to results of the same shapes. Two
+    ``all_to_all_single`` calls, in ``dtype``.
+    """
+    world, me = dist.get_world_size(group), dist.get_rank(group)
+    n = len(shapes)
+    rows = [row_counts(s[0], world) for s in shapes]
+    inner = [math.prod(s[1:]) for s in shapes]
+    by_owner = [[i for i in range(n) if owner(i, world) == r] for r in range(world)]
+    mine = by_owner[me]
+    device = parts[0].device if parts else torch.device("cpu")
+    # to the owners: for each destination, my rows of each entry it owns
+    send_splits = [sum(rows[i][me] * inner[i] for i in by_owner[r]) for r in range(world)]
+    recv_splits = [sum(rows[i][r] * inner[i] for i in mine) for r in range(world)]
+    send = _flat([parts[i].to(dtype) for r in range(world) for i in by_owner[r]], dtype, device)
+    recv = send.new_empty(sum(recv_splits))
+    dist.all_to_all_single(recv, send, recv_splits, send_splits, group=group)
+    pieces = [c.split([rows[i][r] * inner[i] for i in mine]) for r, c in enumerate(recv.split(recv_splits))]
+    wholes = [torch.cat([pieces[r][j].view(rows[i][r], *shapes[i][1:]) for r in range(world)])
+              for j, i in enumerate(mine)]
+    results = compute(wholes) if wholes else []
+    # and back: for each rank, its rows of each result I computed
+    back: list[list[Tensor]] = [[] for _ in range(world)]
+    for j, i in enumerate(mine):
+        for r, piece in enumerate(results[j].to(dtype).reshape(shapes[i][0], -1).split(rows[i])):
+            back[r].append(piece)
+    send = _flat([t for r in range(world) for t in back[r]], dtype, device)
+    recv = send.new_empty(sum(send_splits))
+    dist.all_to_all_single(recv, send, send_splits, recv_splits, group=group)
+    out: list[Tensor] = [torch.empty(0)] * n
+    for r, chunk in enumerate(recv.split(send_splits)):
+        for i, t in zip(by_owner[r], chunk.split([rows[i][me] * inner[i] for i in by_owner[r]])):
+            out[i] = t.view(rows[i][me], *shapes[i][1:])
+    return out
+
+
+def shared_compute(wholes: Sequence[Tensor], dtype: torch.dtype, group: Any,
+                   compute: Callable[[list[Tensor]], list[Tensor]]) -> list[Tensor]:
+    """Entry i's result on every rank, computed by rank ``owner(i)`` and shared by one all_gather_single
+    (each rank's results padded to the largest share)."""
+    world, me = dist.get_world_size(group), dist.get_rank(group)
+    n = len(wholes)
+    by_owner = [[i for i in range(n) if owner(i, world) == r] for r in range(world)]
+    sizes = [sum(wholes[i].numel() for i in idx) for idx in by_owner]
+    width = max(sizes)
+    device = wholes[0].device
+    mine = by_owner[me]
+    results = compute([wholes[i].to(dtype) for i in mine]) if mine else []
+    send = torch.zeros(width, dtype=dtype, device=device)
+    if mine:
+        send[:sizes[me]] = _flat([r.to(dtype) for r in results], dtype, device)
+    gathered = send.new_empty(world * width)
+    dist.all_gather_single(gathered, send, group=group)
+    out: list[Tensor] = [torch.empty(0)] * n
+    for r, row in enumerate(gathered.view(world, width)):
+        offset = 0
+        for i in by_owner[r]:
+            k = wholes[i].numel()
+            out[i] = row[offset:offset + k].view(wholes[i].shape)
+            offset += k
+    return out
+
+
+def _flat(ts: Sequence[Tensor], dtype: torch.dtype, device: Any) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in ts]) if ts else torch.empty(0, dtype=dtype, device=device)
+
+
+def groups_of(layouts: Sequence[Layout]) -> list[Any]:
+    """The distinct process groups the layouts use (in first-use order)."""
+    seen: list[Any] = []
+    for lay in layouts:
+        if lay.kind != LOCAL and all(lay.group is not g for g in seen):
+            seen.append(lay.group)
+    return seen
+
+
+def all_agree(flags: Tensor, groups: Sequence[Any]) -> Tensor:
+    """An elementwise MAX of a small int64 vector over every group (one all_reduce per group)."""
+    for g in groups:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=g)
+    return flags
+
+
+def check_same_layout(signature: str, groups: Sequence[Any], owner_name: str) -> None:
+    """RuntimeError on every rank when the ranks built different buckets (collectives would pair up wrongly
+    and hang or mix matrices): one all_gather_object of a digest per group."""
+    digest = hashlib.sha256(signature.encode()).hexdigest()
+    for g in groups:
+        seen: list[Any] = [None] * dist.get_world_size(g)
+        dist.all_gather_object(seen, digest, group=g)
+        if len(set(seen)) != 1:
+            raise RuntimeError(f"{owner_name}: ranks built different parameter layouts (digests "
+                               f"{sorted(set(seen))}); every rank must pass the same parameters, shapes, dtypes and "
+                               "groups in the same order")

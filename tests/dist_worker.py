@@ -1,0 +1,228 @@
+"""One rank of the distributed optimizer checks (tests/test_distributed.py runs it under torch.distributed.run
+with gloo): each check raises on failure, and rank 0 prints one JSON line of what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from polygen.optim import Muon, MuonP  # noqa: E402
+from polygen.optim import distributed as pd  # noqa: E402
+
+# wide + tall (one mixed bucket), square, uneven rows, an empty shard at W = 4, a bucket of three (not divisible
+# by W), a 3-D parameter in that bucket, a conv weight (flattened to 8 × 12)
+SHAPES = [(16, 40), (40, 16), (24, 24), (7, 20), (3, 10), (12, 20), (12, 20), (20, 12), (2, 12, 20), (8, 3, 2, 2)]
+STEPS = 3
+
+
+def full_tensors(seed: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.randn(*s, generator=gen) for s in SHAPES]
+    grads = [[torch.randn(*s, generator=gen) for s in SHAPES] for _ in range(STEPS)]
+    return params, grads
+
+
+def groups(params: list) -> list[dict]:
+    """Two groups: Nesterov with weight decay, and plain momentum without."""
+    half = len(params) // 2
+    return [{"params": params[:half], "nesterov": True, "weight_decay": 0.1},
+            {"params": params[half:], "nesterov": False, "weight_decay": 0.0}]
+
+
+def rows_of(t: torch.Tensor, world: int, rank: int) -> torch.Tensor:
+    counts = pd.row_counts(t.shape[0], world)
+    start = sum(counts[:rank])
+    return t[start:start + counts[rank]]
+
+
+class Traffic:
+    """Records every all_to_all_single / all_gather_single / all_reduce the optimizer issues: counts, and
+    the bytes this rank sends to other ranks."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.bytes_off = 0
+        self._orig = {k: getattr(dist, k) for k in ("all_to_all_single", "all_gather_single", "all_reduce")}
+
+    def __enter__(self) -> Traffic:
+        me, world = dist.get_rank(), dist.get_world_size()
+
+        def a2a(out, inp, out_splits=None, in_splits=None, group=None):
+            self.calls["all_to_all_single"] = self.calls.get("all_to_all_single", 0) + 1
+            self.bytes_off += (inp.numel() - in_splits[me]) * inp.element_size()
+            return self._orig["all_to_all_single"](out, inp, out_splits, in_splits, group=group)
+
+        def gather(out, inp, group=None):
+            self.calls["all_gather_single"] = self.calls.get("all_gather_single", 0) + 1
+            self.bytes_off += inp.numel() * inp.element_size() * (world - 1)
+            return self._orig["all_gather_single"](out, inp, group=group)
+
+        def reduce(t, op=dist.ReduceOp.SUM, group=None):
+            self.calls["all_reduce"] = self.calls.get("all_reduce", 0) + 1
+            return self._orig["all_reduce"](t, op=op, group=group)
+
+        for k, f in (("all_to_all_single", a2a), ("all_gather_single", gather), ("all_reduce", reduce)):
+            setattr(pd.dist, k, f)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for k, f in self._orig.items():
+            setattr(pd.dist, k, f)
+
+
+def expected_sharded_bytes(world: int, rank: int, ns_dtype: torch.dtype, counted: list[int]) -> int:
+    """Bytes this rank sends off-rank per step in the sharded mode: its rows of every matrix another rank owns,
+    there, plus the rows of its own matrices every other rank holds, back (entry i → rank i mod W, per bucket)."""
+    item = torch.empty((), dtype=ns_dtype).element_size()
+    total = 0
+    for bucket in counted:
+        for i, s in enumerate(bucket):
+            rows, inner = pd.row_counts(s[0], world), int(torch.Size(s[1:]).numel())
+            own = i % world
+            if own != rank:
+                total += rows[rank] * inner * item
+            else:
+                total += sum(rows[r] for r in range(world) if r != rank) * inner * item
+    return total
+
+
+def buckets_of(shapes: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
+    """The optimizer's buckets (same short and long side), in parameter order, over both groups."""
+    from polygen.optim._common import matrix_shape
+
+    out: dict[tuple, list] = {}
+    for s in shapes:
+        _, m, n = matrix_shape(s)
+        out.setdefault((min(m, n), max(m, n)), []).append(s)
+    return list(out.values())
+
+
+def check_mode(mode: str, cls: type, ns_dtype: torch.dtype, world: int, rank: int) -> dict:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    params, grads = full_tensors(seed=1)
+    mesh = init_device_mesh("cpu", (world,))
+    ref_params = [torch.nn.Parameter(p.clone()) for p in params]
+    ref = cls(groups(ref_params), lr=0.02, ns_dtype=ns_dtype)
+    if mode == "sharded":
+        ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params]
+        opt = cls(groups(ours), lr=0.02, ns_dtype=ns_dtype)
+    else:
+        ours = [torch.nn.Parameter(p.clone()) for p in params]
+        opt = cls(groups(ours), lr=0.02, ns_dtype=ns_dtype, process_group=dist.group.WORLD)
+
+    seen_inputs = []
+    orig = opt.orthogonalize
+
+    def spy(fn, X):
+        seen_inputs.append(type(X).__name__)
+        return orig(fn, X)
+
+    opt.orthogonalize = spy
+    traffic = None
+    for step in range(STEPS):
+        for p, q, g in zip(ours, ref_params, grads[step]):
+            q.grad = g.clone()
+            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)]) if mode == "sharded" else g.clone()
+        with Traffic() as t:
+            opt.step()
+        traffic = traffic or t
+        ref.step()
+        for i, (p, q) in enumerate(zip(ours, ref_params)):
+            got = p.to_local() if mode == "sharded" else p.detach()
+            want = rows_of(q.detach(), world, rank) if mode == "sharded" else q.detach()
+            if not torch.equal(got, want):
+                raise AssertionError(f"{mode} {cls.__name__} {ns_dtype} step {step} param {SHAPES[i]} rank {rank}: "
+                                     f"max diff {(got - want).abs().max().item():.3e}")
+    assert set(seen_inputs) == {"Tensor"}, seen_inputs  # no DTensor ever reaches a generated plan
+    if mode == "sharded":  # momentum state stays sharded
+        buf = opt.state[ours[0]]["momentum_buffer"]
+        assert pd.is_dtensor(buf) and buf.to_local().shape[0] == pd.row_counts(SHAPES[0][0], world)[rank]
+    assert traffic is not None
+    nb = len(buckets_of(SHAPES))
+    calls = traffic.calls
+    if mode == "sharded":
+        assert calls == {"all_to_all_single": 2 * nb, "all_reduce": 1}, calls
+        want = expected_sharded_bytes(world, rank, ns_dtype, buckets_of(SHAPES))
+        assert traffic.bytes_off == want, (traffic.bytes_off, want)
+    else:
+        assert calls == {"all_gather_single": nb, "all_reduce": 1}, calls
+    return {"mode": mode, "optimizer": cls.__name__, "dtype": str(ns_dtype), "calls": calls,
+            "bytes_off": traffic.bytes_off}
+
+
+def check_nonfinite(world: int, rank: int) -> dict:
+    """One rank's NaN: every rank raises (nothing changed), or every rank skips."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from polygen.optim import NonFiniteGradError
+
+    mesh = init_device_mesh("cpu", (world,))
+    params, grads = full_tensors(seed=2)
+    out = {}
+    for mode in ("raise", "skip"):
+        ps = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params[:3]]
+        opt = Muon(ps, lr=0.02, nonfinite=mode)
+        for p, g in zip(ps, grads[0]):
+            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
+        if rank == world - 1:
+            ps[1].grad.to_local().view(-1)[0] = float("nan")
+        before = [p.to_local().clone() for p in ps]
+        raised = False
+        try:
+            opt.step()
+        except NonFiniteGradError:
+            raised = True
+        assert raised == (mode == "raise"), (mode, raised)
+        assert all(torch.equal(p.to_local(), b) for p, b in zip(ps, before))
+        assert opt.state == {} or all(len(s) == 0 for s in opt.state.values())
+        if mode == "skip":
+            assert opt.skipped_steps == 1
+        out[mode] = "raised" if raised else "skipped"
+    return out
+
+
+def check_refusals(world: int) -> dict:
+    """A 2-D mesh and a Shard(1) placement are refused at construction, naming the parameter."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world,))
+    p = torch.nn.Parameter(distribute_tensor(torch.randn(8, 12), mesh, [Shard(1)]))
+    try:
+        Muon([("blocks.0.weight", p)])
+    except ValueError as e:
+        assert "blocks.0.weight" in str(e) and "Shard(dim=1)" in str(e), e
+        return {"refused": str(e)[:80]}
+    raise AssertionError("Shard(1) was accepted")
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    torch.use_deterministic_algorithms(True)  # a matrix's result independent of its batch (see torch_ops)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    which = os.environ.get("POLYGEN_DIST_CHECKS", "all")
+    results = []
+    for mode in ("sharded", "replicated"):
+        for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):
+            if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
+                results.append(check_mode(mode, cls, ns_dtype, world, rank))
+    results.append(check_nonfinite(world, rank))
+    results.append(check_refusals(world))
+    dist.barrier()
+    if rank == 0:
+        print(json.dumps({"world": world, "results": results}))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

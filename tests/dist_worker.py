@@ -192,11 +192,20 @@ def check_nonfinite(world: int, rank: int) -> dict:
 
 
 def check_refusals(world: int) -> dict:
-    """A 2-D mesh and a Shard(1) placement are refused at construction, naming the parameter."""
+    """A Shard(1) placement is refused at construction, naming the parameter; a DTensor given to a generated
+    function is a TypeError (the Partial regression: it used to run, 5 % off one process)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
+    import polygen
+
     mesh = init_device_mesh("cpu", (world,))
+    try:
+        polygen.load("muon_ns5", backend="torch")(distribute_tensor(torch.randn(8, 12), mesh, [Shard(0)]))
+    except TypeError as e:
+        assert "runs on local tensors, got a DTensor" in str(e), e
+    else:
+        raise AssertionError("a DTensor ran through a generated plan")
     p = torch.nn.Parameter(distribute_tensor(torch.randn(8, 12), mesh, [Shard(1)]))
     try:
         Muon([("blocks.0.weight", p)])
@@ -206,18 +215,117 @@ def check_refusals(world: int) -> dict:
     raise AssertionError("Shard(1) was accepted")
 
 
+def check_fsdp_model(world: int, rank: int) -> dict:
+    """A small MLP under FSDP2's fully_shard trained 3 steps with Muon against the same model in one process on
+    the whole batch: close, not bitwise (the gradients' reduce-scatter sums in another order)."""
+    import copy
+
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 48, bias=False), torch.nn.Tanh(),
+                                torch.nn.Linear(48, 24, bias=False), torch.nn.Tanh(),
+                                torch.nn.Linear(24, 8, bias=False))
+    ref = copy.deepcopy(model)
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    fully_shard(model)
+    opt = Muon(model.parameters(), lr=0.05, ns_dtype=torch.float32)
+    ref_opt = Muon(ref.parameters(), lr=0.05, ns_dtype=torch.float32)
+    gen = torch.Generator().manual_seed(5)
+    worst = 0.0
+    for _ in range(3):
+        x, y = torch.randn(8 * world, 16, generator=gen), torch.randn(8 * world, 8, generator=gen)
+        mine = slice(8 * rank, 8 * (rank + 1))
+        torch.nn.functional.mse_loss(model(x[mine]), y[mine]).backward()
+        torch.nn.functional.mse_loss(ref(x), y).backward()
+        opt.step()
+        ref_opt.step()
+        opt.zero_grad()
+        ref_opt.zero_grad()
+        for p, q in zip(model.parameters(), ref.parameters()):
+            full, q = p.detach().full_tensor(), q.detach()
+            worst = max(worst, float((full - q).abs().max()))
+            torch.testing.assert_close(full, q, rtol=1e-4, atol=1e-5)
+    return {"fsdp_model_max_diff": worst}
+
+
+class Params(torch.nn.Module):
+    """The optimizer-only parameters as a module, so torch.distributed.checkpoint.state_dict can key them."""
+
+    def __init__(self, params: list[torch.nn.Parameter]):
+        super().__init__()
+        for i, p in enumerate(params):
+            self.register_parameter(f"p{i}", p)
+
+
+def check_dcp(world: int, rank: int, phase: str, where: str) -> dict:
+    """Save after 2 sharded steps at one world size; load at another and take step 3, which must equal the
+    single-process step 3 (written by the saving run) bitwise."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    params, grads = full_tensors(seed=3)
+    mesh = init_device_mesh("cpu", (world,))
+    ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params]
+    module = Params(ours)
+    opt = Muon(groups(ours), lr=0.02, ns_dtype=torch.float32)
+
+    def step(k: int) -> None:
+        for p, g in zip(ours, grads[k]):
+            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
+        opt.step()
+
+    if phase == "save":
+        for k in range(2):
+            step(k)
+        dcp.save({"model": get_model_state_dict(module), "optim": get_optimizer_state_dict(module, opt)},
+                 checkpoint_id=os.path.join(where, "ckpt"))
+        ref_params = [torch.nn.Parameter(p.clone()) for p in params]
+        ref = Muon(groups(ref_params), lr=0.02, ns_dtype=torch.float32)
+        for k in range(3):
+            for q, g in zip(ref_params, grads[k]):
+                q.grad = g.clone()
+            ref.step()
+        if rank == 0:
+            torch.save([q.detach() for q in ref_params], os.path.join(where, "expected.pt"))
+        return {"saved_at": world}
+    sd = {"model": get_model_state_dict(module), "optim": get_optimizer_state_dict(module, opt)}
+    dcp.load(sd, checkpoint_id=os.path.join(where, "ckpt"))
+    set_model_state_dict(module, sd["model"])
+    set_optimizer_state_dict(module, opt, sd["optim"])
+    step(2)
+    expected = torch.load(os.path.join(where, "expected.pt"))
+    for i, (p, q) in enumerate(zip(ours, expected)):
+        if not torch.equal(p.to_local(), rows_of(q, world, rank)):
+            raise AssertionError(f"resumed at W = {world}: param {SHAPES[i]} differs from one process's step 3")
+    return {"resumed_at": world}
+
+
 def main() -> None:
     dist.init_process_group("gloo")
     torch.use_deterministic_algorithms(True)  # a matrix's result independent of its batch (see torch_ops)
     world, rank = dist.get_world_size(), dist.get_rank()
     which = os.environ.get("POLYGEN_DIST_CHECKS", "all")
     results = []
-    for mode in ("sharded", "replicated"):
-        for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):
-            if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
-                results.append(check_mode(mode, cls, ns_dtype, world, rank))
-    results.append(check_nonfinite(world, rank))
-    results.append(check_refusals(world))
+    if which.startswith("dcp-"):
+        results.append(check_dcp(world, rank, which[4:], os.environ["POLYGEN_DIST_DIR"]))
+    else:
+        for mode in ("sharded", "replicated"):
+            for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):
+                if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
+                    results.append(check_mode(mode, cls, ns_dtype, world, rank))
+        results.append(check_nonfinite(world, rank))
+        results.append(check_refusals(world))
+        results.append(check_fsdp_model(world, rank))
     dist.barrier()
     if rank == 0:
         print(json.dumps({"world": world, "results": results}))

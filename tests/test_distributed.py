@@ -2,7 +2,8 @@
 FSDP2-sharded (Shard(0) DTensor) and replicated (process_group=) Muon and MuonP bitwise against one process
 over 3 steps (wide, tall, square, a mixed bucket, uneven rows, an empty shard, a bucket of three, 3-D and conv
 parameters; Nesterov on and off, weight decay), the collectives and bytes per step against the formula, a NaN
-on one rank, and refused placements."""
+on one rank, refused placements, and a small FSDP2 model trained against one process; and a checkpoint saved
+at one world size resumed at others."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(world: int, checks: str = "all") -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", POLYGEN_DIST_CHECKS=checks)
+def run_worker(world: int, checks: str = "all", where: Path | None = None) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", POLYGEN_DIST_CHECKS=checks, POLYGEN_DIST_DIR=str(where or ""))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
                           str(ROOT / "tests" / "dist_worker.py")], capture_output=True, text=True, timeout=600,
                          env=env, cwd=ROOT)
@@ -38,3 +39,13 @@ def test_distributed_optimizers_match_one_process(world):
     by_dtype = {r["dtype"]: r["bytes_off"] for r in sharded if r["optimizer"] == "Muon"}
     assert by_dtype["torch.float32"] == 2 * by_dtype["torch.bfloat16"]
     assert {"raise": "raised", "skip": "skipped"} in report["results"]
+    (model,) = [r for r in report["results"] if "fsdp_model_max_diff" in r]
+    assert model["fsdp_model_max_diff"] < 1e-5  # FSDP2 training: close to one process, not bitwise
+
+
+def test_a_checkpoint_saved_at_two_ranks_resumes_at_four_and_one(tmp_path):
+    """torch.distributed.checkpoint: saved after 2 sharded steps at W = 2, loaded at W = 4 and at W = 1, step 3
+    is bitwise one process's step 3."""
+    assert run_worker(2, "dcp-save", tmp_path)["results"] == [{"saved_at": 2}]
+    assert run_worker(4, "dcp-load", tmp_path)["results"] == [{"resumed_at": 4}]
+    assert run_worker(1, "dcp-load", tmp_path)["results"] == [{"resumed_at": 1}]

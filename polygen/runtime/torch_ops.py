@@ -223,6 +223,10 @@ def _apply_batch(X: torch.Tensor, fn: Plan, problem: Problem) -> torch.Tensor:
 
 
 def _check_input(G: torch.Tensor, problem: Problem) -> None:
+    if hasattr(G, "device_mesh") and hasattr(G, "placements"):  # a DTensor (duck-typed: no distributed import)
+        raise TypeError(f"{problem.name} runs on local tensors, got a DTensor with placements {G.placements}: "
+                        "through a generated plan, a Partial result's in-place diagonal add counts once per rank. "
+                        "Pass .to_local() or .full_tensor(), or let polygen.optim distribute the work")
     if G.ndim < 2:
         raise ValueError(f"{problem.name} expects a (..., m, n) matrix, got shape {tuple(G.shape)}")
     if not G.is_floating_point():

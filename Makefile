@@ -35,6 +35,8 @@ demo: venv
 	$(BIN)/polygen plot $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') -o out/polar_maps.png
 	@echo "torch.compile(backend=\"polygen\") finds the iteration in a user's own loop:"
 	$(BIN)/polygen explain docs/examples/ns5_loop.py:ns5 --shape 512x2048
+	@echo "FSDP2 + polygen Muon on two processes (gloo):"
+	OMP_NUM_THREADS=1 $(BIN)/python -m torch.distributed.run --standalone --nproc-per-node 2 docs/examples/dist_muon.py
 	@echo "a malformed spec is refused with its file, line, field and the fix:"
 	$(BIN)/polygen show docs/examples/unscaled_root.toml --stage spectral || true
 	@echo "demo done: plot in out/polar_maps.png"

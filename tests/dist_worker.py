@@ -159,6 +159,54 @@ def check_mode(mode: str, cls: type, ns_dtype: torch.dtype, world: int, rank: in
             "bytes_off": traffic.bytes_off}
 
 
+def check_shampoo(mode: str, world: int, rank: int) -> dict:
+    """Shampoo sharded by parameter: its owner keeps the factors and roots and computes the blocks (blocks of
+    at most 16 here, roots every step from step 2, Adam grafting before), bitwise one process over 3 steps; a
+    1-D parameter takes the local Adam path."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from polygen.optim import Shampoo
+
+    params, grads = full_tensors(seed=4)
+    gen = torch.Generator().manual_seed(4)  # the same on every rank
+    params.append(torch.randn(10, generator=gen))
+    for g in grads:
+        g.append(torch.randn(10, generator=gen))
+    mesh = init_device_mesh("cpu", (world,))
+    kw = dict(lr=0.01, max_preconditioner_dim=16, precondition_frequency=1, start_preconditioning_step=2,
+              momentum=0.5, nesterov=True, weight_decay=0.01)
+    ref_params = [torch.nn.Parameter(p.clone()) for p in params]
+    ref = Shampoo(groups(ref_params), **kw)
+    if mode == "sharded":
+        ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params]
+        opt = Shampoo(groups(ours), **kw)
+    else:
+        ours = [torch.nn.Parameter(p.clone()) for p in params]
+        opt = Shampoo(groups(ours), process_group=dist.group.WORLD, **kw)
+    calls = None
+    for step in range(STEPS):
+        for p, q, g in zip(ours, ref_params, grads[step]):
+            q.grad = g.clone()
+            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)]) if mode == "sharded" else g.clone()
+        with Traffic() as t:
+            opt.step()
+        calls = calls or t.calls
+        ref.step()
+        for p, q in zip(ours, ref_params):
+            got = p.to_local() if mode == "sharded" else p.detach()
+            want = rows_of(q.detach(), world, rank) if mode == "sharded" else q.detach()
+            if not torch.equal(got, want):
+                raise AssertionError(f"Shampoo {mode} step {step} param {tuple(q.shape)} rank {rank}: "
+                                     f"max diff {(got - want).abs().max().item():.3e}")
+    owned = sum("factor_L" in opt.state[p] for p in ours if p.ndim >= 2)
+    matrices = sum(p.ndim >= 2 for p in ours)
+    assert owned == len([k for k in range(matrices) if k % world == rank]), owned  # factors on owners only
+    collective = "all_to_all_single" if mode == "sharded" else "all_gather_single"
+    assert calls == {collective: 4 if mode == "sharded" else 2, "all_reduce": 1}, calls  # two param groups
+    return {"shampoo": mode, "calls": calls}
+
+
 def check_nonfinite(world: int, rank: int) -> dict:
     """One rank's NaN: every rank raises (nothing changed), or every rank skips."""
     from torch.distributed.device_mesh import init_device_mesh
@@ -323,6 +371,8 @@ def main() -> None:
             for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):
                 if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
                     results.append(check_mode(mode, cls, ns_dtype, world, rank))
+        for mode in ("sharded", "replicated"):
+            results.append(check_shampoo(mode, world, rank))
         results.append(check_nonfinite(world, rank))
         results.append(check_refusals(world))
         results.append(check_fsdp_model(world, rank))

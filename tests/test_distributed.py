@@ -1,7 +1,7 @@
 """polygen's optimizers on torch.distributed (gloo, CPU) at W = 2 and 4: each run of tests/dist_worker.py checks
-FSDP2-sharded (Shard(0) DTensor) and replicated (process_group=) Muon and MuonP bitwise against one process
-over 3 steps (wide, tall, square, a mixed bucket, uneven rows, an empty shard, a bucket of three, 3-D and conv
-parameters; Nesterov on and off, weight decay), the collectives and bytes per step against the formula, a NaN
+FSDP2-sharded (Shard(0) DTensor) and replicated (process_group=) Muon, MuonP and Shampoo bitwise against one
+process over 3 steps (wide, tall, square, a mixed bucket, uneven rows, an empty shard, a bucket of three, 3-D
+and conv parameters; Nesterov on and off, weight decay), the collectives and bytes per step against the formula, a NaN
 on one rank, refused placements, and a small FSDP2 model trained against one process; and a checkpoint saved
 at one world size resumed at others."""
 
@@ -39,6 +39,7 @@ def test_distributed_optimizers_match_one_process(world):
     by_dtype = {r["dtype"]: r["bytes_off"] for r in sharded if r["optimizer"] == "Muon"}
     assert by_dtype["torch.float32"] == 2 * by_dtype["torch.bfloat16"]
     assert {"raise": "raised", "skip": "skipped"} in report["results"]
+    assert [r["shampoo"] for r in report["results"] if "shampoo" in r] == ["sharded", "replicated"]
     (model,) = [r for r in report["results"] if "fsdp_model_max_diff" in r]
     assert model["fsdp_model_max_diff"] < 1e-5  # FSDP2 training: close to one process, not bitwise
 

@@ -95,18 +95,23 @@ def owner(i: int, world: int) -> int:
 
 
 def owners_compute(parts: Sequence[Tensor], shapes: Sequence[torch.Size], dtype: torch.dtype, group: Any,
-                   compute: Callable[[list[Tensor]], list[Tensor]]) -> list[Tensor]:
-    """Entry i's result, this rank's rows of it, where rank ``owner(i)`` computes entry i whole.
+                   compute: Callable[[list[Tensor]], list[Tensor]], owners: Sequence[int] | None = None,
+                   out_shapes: Sequence[torch.Size] | None = None) -> list[Tensor]:
+    """Entry i's result, this rank's rows of it, where rank ``owners[i]`` (default i mod W) computes entry i
+    whole.
 
     ``parts[i]``: this rank's rows (dim 0) of entry i, of global shape ``shapes[i]``; ``compute`` maps the
-    whole tensors this rank owns (in ``dtype``, entry order) to results of the same shapes. Two
-    ``all_to_all_single`` calls, in ``dtype``.
+    whole tensors this rank owns (in ``dtype``, entry order) to results of ``out_shapes`` (default: the same
+    shapes; the same number of rows). Two ``all_to_all_single`` calls, in ``dtype``.
     """
     world, me = dist.get_world_size(group), dist.get_rank(group)
     n = len(shapes)
+    out_shapes = list(out_shapes) if out_shapes is not None else list(shapes)
     rows = [row_counts(s[0], world) for s in shapes]
     inner = [math.prod(s[1:]) for s in shapes]
-    by_owner = [[i for i in range(n) if owner(i, world) == r] for r in range(world)]
+    inner_out = [math.prod(s[1:]) for s in out_shapes]
+    who = list(owners) if owners is not None else [owner(i, world) for i in range(n)]
+    by_owner = [[i for i in range(n) if who[i] == r] for r in range(world)]
     mine = by_owner[me]
     device = parts[0].device if parts else torch.device("cpu")
     # to the owners: for each destination, my rows of each entry it owns
@@ -122,26 +127,32 @@ def owners_compute(parts: Sequence[Tensor], shapes: Sequence[torch.Size], dtype:
     # and back: for each rank, its rows of each result I computed
     back: list[list[Tensor]] = [[] for _ in range(world)]
     for j, i in enumerate(mine):
-        for r, piece in enumerate(results[j].to(dtype).reshape(shapes[i][0], -1).split(rows[i])):
+        for r, piece in enumerate(results[j].to(dtype).reshape(out_shapes[i][0], inner_out[i]).split(rows[i])):
             back[r].append(piece)
+    back_send = [sum(rows[i][r] * inner_out[i] for i in mine) for r in range(world)]
+    back_recv = [sum(rows[i][me] * inner_out[i] for i in by_owner[r]) for r in range(world)]
     send = _flat([t for r in range(world) for t in back[r]], dtype, device)
-    recv = send.new_empty(sum(send_splits))
-    dist.all_to_all_single(recv, send, send_splits, recv_splits, group=group)
+    recv = send.new_empty(sum(back_recv))
+    dist.all_to_all_single(recv, send, back_recv, back_send, group=group)
     out: list[Tensor] = [torch.empty(0)] * n
-    for r, chunk in enumerate(recv.split(send_splits)):
-        for i, t in zip(by_owner[r], chunk.split([rows[i][me] * inner[i] for i in by_owner[r]])):
-            out[i] = t.view(rows[i][me], *shapes[i][1:])
+    for r, chunk in enumerate(recv.split(back_recv)):
+        for i, t in zip(by_owner[r], chunk.split([rows[i][me] * inner_out[i] for i in by_owner[r]])):
+            out[i] = t.view(rows[i][me], *out_shapes[i][1:])
     return out
 
 
 def shared_compute(wholes: Sequence[Tensor], dtype: torch.dtype, group: Any,
-                   compute: Callable[[list[Tensor]], list[Tensor]]) -> list[Tensor]:
-    """Entry i's result on every rank, computed by rank ``owner(i)`` and shared by one all_gather_single
-    (each rank's results padded to the largest share)."""
+                   compute: Callable[[list[Tensor]], list[Tensor]], owners: Sequence[int] | None = None,
+                   out_shapes: Sequence[torch.Size] | None = None) -> list[Tensor]:
+    """Entry i's result (of ``out_shapes[i]``, default the input's shape) on every rank, computed by rank
+    ``owners[i]`` (default i mod W) and shared by one all_gather_single (each rank's results padded to the
+    largest share)."""
     world, me = dist.get_world_size(group), dist.get_rank(group)
     n = len(wholes)
-    by_owner = [[i for i in range(n) if owner(i, world) == r] for r in range(world)]
-    sizes = [sum(wholes[i].numel() for i in idx) for idx in by_owner]
+    shapes = list(out_shapes) if out_shapes is not None else [w.shape for w in wholes]
+    who = list(owners) if owners is not None else [owner(i, world) for i in range(n)]
+    by_owner = [[i for i in range(n) if who[i] == r] for r in range(world)]
+    sizes = [sum(math.prod(shapes[i]) for i in idx) for idx in by_owner]
     width = max(sizes)
     device = wholes[0].device
     mine = by_owner[me]
@@ -155,8 +166,8 @@ def shared_compute(wholes: Sequence[Tensor], dtype: torch.dtype, group: Any,
     for r, row in enumerate(gathered.view(world, width)):
         offset = 0
         for i in by_owner[r]:
-            k = wholes[i].numel()
-            out[i] = row[offset:offset + k].view(wholes[i].shape)
+            k = math.prod(shapes[i])
+            out[i] = row[offset:offset + k].view(shapes[i])
             offset += k
     return out
 
@@ -192,3 +203,49 @@ def check_same_layout(signature: str, groups: Sequence[Any], owner_name: str) ->
             raise RuntimeError(f"{owner_name}: ranks built different parameter layouts (digests "
                                f"{sorted(set(seen))}); every rank must pass the same parameters, shapes, dtypes and "
                                "groups in the same order")
+
+
+class DistributedLayouts:
+    """What polygen's optimizers share about ranks: each parameter's layout (set as groups are added), the
+    process groups those use, and the construction-time check that every rank built the same layout."""
+
+    process_group: Any
+    param_groups: list[dict[str, Any]]
+
+    def _init_layouts(self, process_group: Any) -> None:
+        self.process_group = process_group
+        self._layouts: dict[Tensor, Layout] = {}
+        self._built = False
+
+    def _layouts_for(self, group: dict[str, Any], gi: int) -> dict[Tensor, Layout]:
+        """The group's layouts (ValueError naming a parameter whose placement is not distributed)."""
+        from polygen.optim._common import param_label
+
+        return {p: layout_of(p, param_label(group, gi, i, p), self.process_group)
+                for i, p in enumerate(group["params"])}
+
+    def _commit_layouts(self, layouts: dict[Tensor, Layout]) -> None:
+        self._layouts.update(layouts)
+        if self._built:
+            self._check_layouts()
+
+    def _finish_layouts(self) -> None:
+        self._built = True
+        self._check_layouts()
+
+    def layout(self, p: Tensor) -> Layout:
+        return self._layouts.get(p, Layout(LOCAL))
+
+    @property
+    def process_groups(self) -> list[Any]:
+        """The process groups this optimizer's collectives run on (empty: a single-process optimizer)."""
+        return groups_of(list(self._layouts.values()))
+
+    def _check_layouts(self) -> None:
+        """Every rank must have built the same parameter layout, or the collectives pair up wrongly."""
+        groups = self.process_groups
+        if not groups:
+            return
+        sig = repr([(gi, i, tuple(p.shape), str(p.dtype), self.layout(p).kind)
+                    for gi, g in enumerate(self.param_groups) for i, p in enumerate(g["params"])])
+        check_same_layout(sig, groups, type(self).__name__)

@@ -47,10 +47,7 @@ from polygen.optim._common import (
 from polygen.optim.distributed import (
     LOCAL,
     SHARDED,
-    Layout,
-    check_same_layout,
-    groups_of,
-    layout_of,
+    DistributedLayouts,
     local,
     owner,
     owners_compute,
@@ -132,7 +129,7 @@ def _checked_spec_factory(spec: Any, target: str, owner: str) -> tuple[tuple, Ca
     return content_key(info), lambda: info.spec
 
 
-class MatrixOptimizer(Optimizer):
+class MatrixOptimizer(DistributedLayouts, Optimizer):
     """Momentum + a polygen spectral map applied to each matrix: the shared engine of Muon and MuonP.
 
     Subclasses say which function orthogonalizes a group (``_function_key``/``_make_spec``) and how the lr is
@@ -153,27 +150,10 @@ class MatrixOptimizer(Optimizer):
         self.nonfinite = nonfinite
         self.ns_plan = ns_plan
         self.skipped_steps = 0
-        self.process_group = process_group
         self._functions: dict[tuple, Any] = {}  # (_function_key, backend) → polygen function
-        self._layouts: dict[Tensor, Layout] = {}  # parameter → where its work runs (polygen.optim.distributed)
-        self._built = False
+        self._init_layouts(process_group)  # parameter → where its work runs (polygen.optim.distributed)
         super().__init__(params, defaults)
-        self._built = True
-        self._check_layouts()
-
-    @property
-    def process_groups(self) -> list[Any]:
-        """The process groups this optimizer's collectives run on (empty: a single-process optimizer)."""
-        return groups_of(list(self._layouts.values()))
-
-    def _check_layouts(self) -> None:
-        """Every rank must have built the same parameter layout, or the collectives pair up wrongly."""
-        groups = self.process_groups
-        if not groups:
-            return
-        sig = repr([(gi, i, tuple(p.shape), str(p.dtype), self._layouts[p].kind)
-                    for gi, g in enumerate(self.param_groups) for i, p in enumerate(g["params"])])
-        check_same_layout(sig, groups, type(self).__name__)
+        self._finish_layouts()
 
     # --- validation -------------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -182,16 +162,13 @@ class MatrixOptimizer(Optimizer):
         group = self.param_groups[gi]
         try:
             self._check_params(group, gi)
-            layouts = {p: layout_of(p, param_label(group, gi, i, p), self.process_group)
-                       for i, p in enumerate(group["params"])}
+            layouts = self._layouts_for(group, gi)
             functions = self._check_group(group)
         except ValueError:
             self.param_groups.pop()
             raise
         self._commit_functions(functions)
-        self._layouts.update(layouts)
-        if self._built:
-            self._check_layouts()
+        self._commit_layouts(layouts)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after every saved group is completed (keys it lacks, as in a ``torch.optim.Muon``
@@ -306,14 +283,14 @@ class MatrixOptimizer(Optimizer):
                     continue
                 b, m, n = matrix_shape(p.shape)  # a DTensor's shape is the global one
                 backend = resolve_backend(group["backend"], p.device)
-                lay = self._layouts[p]
+                lay = self.layout(p)
                 key = (fkey, backend, group["ns_dtype"], p.device, min(m, n), max(m, n), lay.kind, id(lay.group))
                 buckets.setdefault(key, []).append((gi, p, u, b, m, n))
 
         for key, entries in buckets.items():
             backend, ns_dtype = key[1], key[2]
             fn = self._function(self.param_groups[entries[0][0]], backend)
-            lay = self._layouts[entries[0][1]]
+            lay = self.layout(entries[0][1])
             shapes = [(b, m, n) for _, _, _, b, m, n in entries]
 
             updates = [u for _, _, u, _, _, _ in entries]

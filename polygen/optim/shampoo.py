@@ -48,6 +48,16 @@ from polygen.optim._common import (
     resolve_backend,
     spec_function,
 )
+from polygen.optim.distributed import (
+    LOCAL,
+    SHARDED,
+    DistributedLayouts,
+    local,
+    owner,
+    owners_compute,
+    shared_compute,
+)
+from polygen.runtime.torch_ops import frobenius, product
 
 __all__ = ["Shampoo", "eigh_inverse_root"]
 
@@ -70,7 +80,7 @@ def _blocks(b: int, m: int, n: int, d: int) -> list[tuple[int, int, int, int, in
             for k in range(b) for r0 in range(0, m, d) for c0 in range(0, n, d)]
 
 
-class Shampoo(Optimizer):
+class Shampoo(DistributedLayouts, Optimizer):
     r"""Two-sided Shampoo with Adam grafting; inverse roots by polygen's generated iterations.
 
     Args:
@@ -123,11 +133,14 @@ class Shampoo(Optimizer):
         *,
         backend: str = "auto",
         nonfinite: str = "raise",
+        process_group: Any = None,
     ) -> None:
         check_choice("nonfinite", nonfinite, NONFINITE_MODES)
         self.nonfinite = nonfinite
         self.skipped_steps = 0
         self._root_fns: dict[tuple, Callable[[Tensor], Tensor]] = {}
+        self._init_layouts(process_group)
+        self._owners: dict[Tensor, int] = {}  # matrix parameter → its index among all groups' matrices
         defaults = {
             "lr": lr, "betas": betas, "epsilon": epsilon, "momentum": momentum, "nesterov": nesterov,
             "weight_decay": weight_decay, "use_decoupled_weight_decay": use_decoupled_weight_decay,
@@ -138,16 +151,28 @@ class Shampoo(Optimizer):
             "use_bias_correction": use_bias_correction, "backend": backend,
         }
         super().__init__(params, defaults)
+        self._finish_layouts()
 
     # --- validation -------------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
+        gi = len(self.param_groups) - 1
         try:
-            root_fns = self._check_group(self.param_groups[-1])
+            layouts = self._layouts_for(self.param_groups[gi], gi)
+            root_fns = self._check_group(self.param_groups[gi])
         except ValueError:
             self.param_groups.pop()
             raise
         self._commit_functions(root_fns)
+        for p in self.param_groups[gi]["params"]:
+            if p.ndim >= 2 and p not in self._owners:
+                self._owners[p] = len(self._owners)
+        self._commit_layouts(layouts)
+
+    def _owns(self, p: Tensor) -> bool:
+        """Whether this rank keeps p's factors and roots (every rank, for a local parameter)."""
+        lay = self.layout(p)
+        return lay.kind == LOCAL or owner(self._owners[p], lay.world) == lay.rank
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after every saved group is completed (keys it lacks take the constructor's values) and
@@ -256,7 +281,7 @@ class Shampoo(Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step; raises :class:`polygen.optim.NonFiniteGradError` (or skips, with ``nonfinite='skip'``)
         before touching anything when a gradient holds NaN or Inf."""
-        return guarded_step(self, closure, self._update)
+        return guarded_step(self, closure, self._update, groups=self.process_groups)
 
     def _update(self) -> None:
         for group in self.param_groups:
@@ -270,7 +295,7 @@ class Shampoo(Optimizer):
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if group["momentum"] > 0:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if p.ndim >= 2:
+            if p.ndim >= 2 and self._owns(p):  # factors and roots live on the parameter's owner rank only
                 b, m, n = matrix_shape(p.shape)
                 blocks = _blocks(b, m, n, group["max_preconditioner_dim"])
                 f32, dev = torch.float32, p.device
@@ -287,21 +312,20 @@ class Shampoo(Optimizer):
         lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
         beta1, beta2 = group["betas"]
         bg, wd = group["grafting_beta2"], group["weight_decay"]
-        d = group["max_preconditioner_dim"]
-        freq = group["precondition_frequency"]
-        start = group["start_preconditioning_step"] or freq
         states = [self._init_state(group, p) for p in params]
         for st in states:
             st["step"] += 1
-        grads = [p.grad for p in params]
+        # elementwise work on each rank's own rows (a DTensor parameter's local shard; plain tensors as they are)
+        locals_ = [local(p) for p in params]
+        grads = [local(p.grad) for p in params]
         if wd != 0 and not group["use_decoupled_weight_decay"]:
-            grads = list(torch._foreach_add(grads, params, alpha=wd))
+            grads = list(torch._foreach_add(grads, locals_, alpha=wd))
 
         # gradient statistics: grafting second moment, β₁ EMA, Shampoo factors (from the raw gradient)
-        vs = [st["exp_avg_sq"] for st in states]
+        vs = [local(st["exp_avg_sq"]) for st in states]
         torch._foreach_mul_(vs, bg)
         torch._foreach_addcmul_(vs, grads, grads, value=1 - bg)
-        ms = [st["exp_avg"] for st in states]
+        ms = [local(st["exp_avg"]) for st in states]
         if beta1 > 0:
             torch._foreach_lerp_(ms, grads, 1 - beta1)
         else:
@@ -316,22 +340,86 @@ class Shampoo(Optimizer):
             denom = [v.sqrt().add_(group["grafting_epsilon"]) for v in vs]
         adam_dirs = torch._foreach_div(m_hat, denom)
 
-        # blocks of every matrix parameter, bucketed by block shape for batched products
+        # matrix parameters: factors, roots and preconditioned directions on whole matrices, on the owner rank
+        dirs = list(adam_dirs)
         mats = [i for i, p in enumerate(params) if p.ndim >= 2]
-        by_shape: dict[tuple[int, int], list[tuple[int, int, tuple]]] = {}
+        by_layout: dict[tuple, list[int]] = {}
         for i in mats:
-            b, m, n = matrix_shape(params[i].shape)
+            lay = self.layout(params[i])
+            by_layout.setdefault((lay.kind, id(lay.group)), []).append(i)
+        for idx in by_layout.values():
+            lay = self.layout(params[idx[0]])
+            if lay.kind == LOCAL:
+                new = self._matrix_dirs(group, [params[i].shape for i in idx], [states[i] for i in idx],
+                                        [grads[i] for i in idx], [m_hat[i] for i in idx], [adam_dirs[i] for i in idx])
+            else:
+                new = self._distributed_dirs(group, lay, [params[i] for i in idx], [states[i] for i in idx],
+                                             [grads[i] for i in idx], [m_hat[i] for i in idx],
+                                             [adam_dirs[i] for i in idx])
+            for i, d_i in zip(idx, new):
+                dirs[i] = d_i
+        if wd != 0 and group["use_decoupled_weight_decay"]:
+            torch._foreach_add_(dirs, locals_, alpha=wd)
+        if group["momentum"] > 0:
+            bufs = [local(st["momentum_buffer"]) for st in states]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, dirs)
+            dirs = list(torch._foreach_add(dirs, bufs, alpha=group["momentum"])) if group["nesterov"] else bufs
+        torch._foreach_add_(locals_, dirs, alpha=-lr)
+
+    def _distributed_dirs(self, group: dict[str, Any], lay: Any, params: list[Tensor], states: list[dict],
+                          grads: list[Tensor], m_hat: list[Tensor], adam: list[Tensor]) -> list[Tensor]:
+        """The directions of matrices that live across ranks: each one's gradient, bias-corrected EMA and Adam
+        direction travel packed side by side to its owner (rows by all-to-all for Shard(0); the owner's share
+        of replicated ones), whose factors, roots and blocks give the direction, which travels back."""
+        dtype = torch.promote_types(torch.promote_types(grads[0].dtype, m_hat[0].dtype), adam[0].dtype)
+        for t in (*grads, *m_hat, *adam):
+            dtype = torch.promote_types(dtype, t.dtype)
+        owners = [owner(self._owners[p], lay.world) for p in params]
+        mine = [j for j, o in enumerate(owners) if o == lay.rank]
+
+        def pack(g: Tensor, m: Tensor, a: Tensor, p: Tensor) -> Tensor:
+            rows, inner = g.shape[0], p.numel() // max(1, p.shape[0])  # rows may be 0: an empty shard
+            return torch.cat([t.to(dtype).reshape(rows, inner) for t in (g, m, a)], dim=1)
+
+        def compute(wholes: list[Tensor]) -> list[Tensor]:
+            shapes = [params[j].shape for j in mine]
+            unpacked = [w.reshape(w.shape[0], 3, w.shape[1] // 3).unbind(1) for w in wholes]
+            G, M, A = ([u[k].reshape(s) for u, s in zip(unpacked, shapes)] for k in range(3))
+            return self._matrix_dirs(group, shapes, [states[j] for j in mine], G, M, A)
+
+        parts = [pack(local(g), local(m), local(a), p) for g, m, a, p in zip(grads, m_hat, adam, params)]
+        if lay.kind == SHARDED:
+            shapes = [torch.Size((p.shape[0], 3 * (p.numel() // max(1, p.shape[0])))) for p in params]
+            outs = owners_compute(parts, shapes, dtype, lay.group, compute, owners, [p.shape for p in params])
+        else:
+            outs = shared_compute(parts, dtype, lay.group, compute, owners, [p.shape for p in params])
+        return [o.reshape(local(p).shape).to(p.dtype) for o, p in zip(outs, params)]
+
+    def _matrix_dirs(self, group: dict[str, Any], shapes: list[torch.Size], states: list[dict],
+                     grads: list[Tensor], m_hat: list[Tensor], adam_dirs: list[Tensor]) -> list[Tensor]:
+        """Whole matrix parameters (of ``shapes``): update their factors from the raw gradients, recompute the
+        roots that are due (batched per size), and return each one's direction — the grafted Shampoo
+        direction from its start_preconditioning_step, the Adam direction before."""
+        d = group["max_preconditioner_dim"]
+        freq = group["precondition_frequency"]
+        start = group["start_preconditioning_step"] or freq
+        beta2 = group["betas"][1]
+        steps = [st["step"] for st in states]
+        by_shape: dict[tuple[int, int], list[tuple[int, int, tuple]]] = {}
+        for i, shape in enumerate(shapes):
+            b, m, n = matrix_shape(shape)
             for j, blk in enumerate(_blocks(b, m, n, d)):
                 by_shape.setdefault((blk[2] - blk[1], blk[4] - blk[3]), []).append((i, j, blk))
 
         def block(t: Tensor, i: int, blk: tuple) -> Tensor:
-            b, m, n = matrix_shape(params[i].shape)
+            b, m, n = matrix_shape(shapes[i])
             k, r0, r1, c0, c1 = blk
             return t.reshape(b, m, n)[k, r0:r1, c0:c1]
 
         for entries in by_shape.values():
             G = torch.stack([block(grads[i], i, blk) for i, _, blk in entries]).float()
-            GGt, GtG = G @ G.mT, G.mT @ G
+            GGt, GtG = product(G, G.mT, None, 0.0, 1.0), product(G.mT, G, None, 0.0, 1.0)
             Ls = [states[i]["factor_L"][j] for i, j, _ in entries]
             Rs = [states[i]["factor_R"][j] for i, j, _ in entries]
             if beta2 < 1:
@@ -341,39 +429,28 @@ class Shampoo(Optimizer):
             torch._foreach_add_(Rs, list(GtG.unbind(0)), alpha=1 - beta2 if beta2 < 1 else 1.0)
 
         # inverse roots, batched per factor size over all blocks whose step is due
-        due = [i for i in mats if steps[i] >= start and (steps[i] - start) % freq == 0]
+        due = [i for i in range(len(shapes)) if steps[i] >= start and (steps[i] - start) % freq == 0]
         if due:
             self._recompute_roots(group, [states[i] for i in due])
 
-        # directions
         dirs = list(adam_dirs)
-        use = {i for i in mats if steps[i] >= start}
-        if use:
-            for i in use:
-                dirs[i] = torch.zeros(params[i].shape, dtype=params[i].dtype, device=params[i].device)
-            for entries in by_shape.values():
-                entries = [e for e in entries if e[0] in use]
-                if not entries:
-                    continue
-                M = torch.stack([block(m_hat[i], i, blk) for i, _, blk in entries]).float()
-                QL = torch.stack([states[i]["inv_root_L"][j] for i, j, _ in entries])
-                QR = torch.stack([states[i]["inv_root_R"][j] for i, j, _ in entries])
-                P = QL @ M @ QR
-                if group["grafting"] == "adam":
-                    A = torch.stack([block(adam_dirs[i], i, blk) for i, _, blk in entries]).float()
-                    gn = torch.linalg.vector_norm(A, dim=(-2, -1), keepdim=True)
-                    pn = torch.linalg.vector_norm(P, dim=(-2, -1), keepdim=True)
-                    P = P * (gn / (pn + 1e-16))
-                for (i, _, blk), pb in zip(entries, P.unbind(0)):
-                    block(dirs[i], i, blk).copy_(pb)
-        if wd != 0 and group["use_decoupled_weight_decay"]:
-            torch._foreach_add_(dirs, params, alpha=wd)
-        if group["momentum"] > 0:
-            bufs = [st["momentum_buffer"] for st in states]
-            torch._foreach_mul_(bufs, group["momentum"])
-            torch._foreach_add_(bufs, dirs)
-            dirs = list(torch._foreach_add(dirs, bufs, alpha=group["momentum"])) if group["nesterov"] else bufs
-        torch._foreach_add_(params, dirs, alpha=-lr)
+        use = {i for i in range(len(shapes)) if steps[i] >= start}
+        for i in use:
+            dirs[i] = torch.zeros(shapes[i], dtype=adam_dirs[i].dtype, device=adam_dirs[i].device)
+        for entries in by_shape.values():
+            entries = [e for e in entries if e[0] in use]
+            if not entries:
+                continue
+            M = torch.stack([block(m_hat[i], i, blk) for i, _, blk in entries]).float()
+            QL = torch.stack([states[i]["inv_root_L"][j] for i, j, _ in entries])
+            QR = torch.stack([states[i]["inv_root_R"][j] for i, j, _ in entries])
+            P = product(product(QL, M, None, 0.0, 1.0), QR, None, 0.0, 1.0)
+            if group["grafting"] == "adam":
+                A = torch.stack([block(adam_dirs[i], i, blk) for i, _, blk in entries]).float()
+                P = P * (frobenius(A, torch.float32) / (frobenius(P, torch.float32) + 1e-16))
+            for (i, _, blk), pb in zip(entries, P.unbind(0)):
+                block(dirs[i], i, blk).copy_(pb)
+        return dirs
 
     def _recompute_roots(self, group: dict[str, Any], states: list[dict]) -> None:
         by_size: dict[tuple[int, torch.device], list[tuple[dict, str, int]]] = {}

@@ -1,0 +1,45 @@
+"""polygen's Muon under FSDP2, on two CPU processes with gloo:
+
+    OMP_NUM_THREADS=1 python -m torch.distributed.run --standalone --nproc-per-node 2 docs/examples/dist_muon.py
+
+Each weight is sharded by rows (fully_shard); polygen.optim.Muon sends each matrix's rows to one owner rank,
+orthogonalizes there in one batched call per shape, and sends the rows back (polygen.optim.distributed).
+"""
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+
+from polygen.optim import Muon
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256, bias=False), torch.nn.GELU(),
+                                torch.nn.Linear(256, 256, bias=False), torch.nn.GELU(),
+                                torch.nn.Linear(256, 10, bias=False))
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    fully_shard(model)
+    opt = Muon(model.parameters(), lr=0.02)
+    gen = torch.Generator().manual_seed(1 + rank)  # each rank its own batches
+    target = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+    for step in range(20):
+        x = torch.randn(32, 64, generator=gen)
+        loss = torch.nn.functional.mse_loss(model(x), x @ target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step % 5 == 4:
+            total = loss.detach().clone()
+            dist.all_reduce(total)
+            if rank == 0:
+                print(f"step {step + 1}: loss {total.item() / world:.4f} (W = {world}, FSDP2 + polygen Muon)")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

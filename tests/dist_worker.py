@@ -207,6 +207,63 @@ def check_shampoo(mode: str, world: int, rank: int) -> dict:
     return {"shampoo": mode, "calls": calls}
 
 
+TP_SHAPES = [(16, 40), (16, 40), (16, 40), (24, 24), (12, 48), (48, 12)]  # the last: Shard(1) on its short side
+
+
+def check_tp(world: int, rank: int) -> dict:
+    """Matrices sharded by columns (Shard(1), tensor parallel), 3 steps: forced "owner" is bitwise one process;
+    forced "gram" (every rank's columns, one all-reduce per long-side product and norm) is within float32
+    rounding of it, with the collectives the plan's LONG_SIDE_SUMS say; "auto" takes the cost model's pick."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    import polygen
+
+    mesh = init_device_mesh("cpu", (world,))
+    gen = torch.Generator().manual_seed(6)
+    params = [torch.randn(*s, generator=gen) for s in TP_SHAPES]
+    grads = [[torch.randn(*s, generator=gen) for s in TP_SHAPES] for _ in range(STEPS)]
+    out: dict = {}
+    for mode in ("owner", "gram", "auto"):
+        for ns_dtype in (torch.float32, torch.bfloat16):
+            ref_params = [torch.nn.Parameter(p.clone()) for p in params]
+            ref = Muon(ref_params, lr=0.02, ns_dtype=ns_dtype)
+            ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(1)])) for p in params]
+            opt = Muon(ours, lr=0.02, ns_dtype=ns_dtype, tp_mode=mode)
+            worst = 0.0
+            calls = None
+            for step in range(STEPS):
+                for p, q, g in zip(ours, ref_params, grads[step]):
+                    q.grad = g.clone()
+                    p.grad = distribute_tensor(g.clone(), mesh, [Shard(1)])
+                with Traffic() as t:
+                    opt.step()
+                calls = calls or t.calls
+                ref.step()
+                for p, q in zip(ours, ref_params):
+                    got = p.to_local()
+                    counts = pd.row_counts(q.shape[1], world)
+                    want = q.detach()[:, sum(counts[:rank]):sum(counts[:rank + 1])]
+                    worst = max(worst, float((got - want).abs().max()))
+                    if mode == "owner" and not torch.equal(got, want):
+                        raise AssertionError(f"tp owner {ns_dtype} step {step} {tuple(q.shape)}: {worst:.3e}")
+            tol = {torch.float32: 1e-5, torch.bfloat16: 2e-3}[ns_dtype]  # 0.02 · the update's rounding
+            if worst > tol:
+                raise AssertionError(f"tp {mode} {ns_dtype}: max diff {worst:.3e} > {tol}")
+            mod = polygen.load("muon_ns5", backend="torch")._module("torch")
+            if mode == "gram":
+                wide = [(16, 40, 3), (24, 24, 1), (12, 48, 1)]  # buckets whose long side is sharded
+                sums = 0
+                for m, n, k in wide:
+                    _, plan = pd.columns_choice(mod, k, m, n, world, ns_dtype, "gram")
+                    sums += mod.LONG_SIDE_SUMS[plan] + 1
+                # 48x12 (short side sharded) shares 12x48's bucket: that bucket goes the owner way
+                sums -= mod.LONG_SIDE_SUMS[pd.columns_choice(mod, 1, 12, 48, world, ns_dtype, "gram")[1]] + 1
+                assert calls == {"all_reduce": sums + 1, "all_to_all_single": 2}, (calls, sums)
+            out[f"{mode}/{str(ns_dtype)[6:]}"] = worst
+    return {"tp_max_diff": out}
+
+
 def check_nonfinite(world: int, rank: int) -> dict:
     """One rank's NaN: every rank raises (nothing changed), or every rank skips."""
     from torch.distributed.device_mesh import init_device_mesh
@@ -240,7 +297,7 @@ def check_nonfinite(world: int, rank: int) -> dict:
 
 
 def check_refusals(world: int) -> dict:
-    """A Shard(1) placement is refused at construction, naming the parameter; a DTensor given to a generated
+    """Shard(1) of a 3-D parameter is refused at construction, naming the parameter; a DTensor given to a generated
     function is a TypeError (the Partial regression: it used to run, 5 % off one process)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
@@ -254,13 +311,13 @@ def check_refusals(world: int) -> dict:
         assert "runs on local tensors, got a DTensor" in str(e), e
     else:
         raise AssertionError("a DTensor ran through a generated plan")
-    p = torch.nn.Parameter(distribute_tensor(torch.randn(8, 12), mesh, [Shard(1)]))
+    p = torch.nn.Parameter(distribute_tensor(torch.randn(2, 8, 12), mesh, [Shard(1)]))
     try:
         Muon([("blocks.0.weight", p)])
     except ValueError as e:
         assert "blocks.0.weight" in str(e) and "Shard(dim=1)" in str(e), e
         return {"refused": str(e)[:80]}
-    raise AssertionError("Shard(1) was accepted")
+    raise AssertionError("Shard(1) of a 3-D parameter was accepted")
 
 
 def check_fsdp_model(world: int, rank: int) -> dict:
@@ -373,6 +430,7 @@ def main() -> None:
                     results.append(check_mode(mode, cls, ns_dtype, world, rank))
         for mode in ("sharded", "replicated"):
             results.append(check_shampoo(mode, world, rank))
+        results.append(check_tp(world, rank))
         results.append(check_nonfinite(world, rank))
         results.append(check_refusals(world))
         results.append(check_fsdp_model(world, rank))

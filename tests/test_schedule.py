@@ -402,16 +402,18 @@ def _op_at(sched, pos):
 
 @pytest.mark.parametrize("name", ["muon_ns5", "polar_express", "inv_root_4", "muonp_3_5", "prism_polar"])
 def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name):
-    """Every plan function of the generated torch module calls _sym_bmm on the block-triangle products and on
-    no others, and the torch cost model discounts the same ones: the half-tile products of rectangular-input
-    plans in float32, in bfloat16 those of them over the long side (XXᵀ, marked in_16_bits), and none for
-    symmetric inputs (coupled roots)."""
+    """Every plan function of the generated torch module calls _sym_bmm (or _long_side with sym=True) on the
+    block-triangle products and on no others, and the torch cost model discounts the same ones: the half-tile
+    products of rectangular-input plans in float32, in bfloat16 those of them over the long side (XXᵀ, marked
+    in_16_bits), and none for symmetric inputs (coupled roots)."""
     from polygen.driver import compile_stages
     from polygen.passes.symmetry import block_triangle_ops, half_tile_ops
 
     src = polygen.generate(name)
     stages = compile_stages(name)
-    emitted = sum(line.count("_sym_bmm(") for line in src.splitlines() if "def _sym_bmm" not in line)
+    # a block-triangle product is _sym_bmm(...), or _long_side(..., sym=True) when it sums over the long side
+    emitted = sum(line.count("_sym_bmm(") + line.count("sym=True") for line in src.splitlines()
+                  if "def _sym_bmm" not in line)
     emitted16 = sum(line.count("in_16_bits=True)") for line in src.splitlines())
     expected = expected16 = 0
     seen = set()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from polygen.codegen.env import Code, ident, py, render, seal
 from polygen.codegen.views import module_view, plan_views, runtime_scalars, torch_op_view
-from polygen.ir.schedule import Loop, Schedule
+from polygen.ir.schedule import Loop, Schedule, long_side_sums
 from polygen.passes.pipeline import Stages
 
 
 def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
     rt = runtime_scalars(sched)
+    shapes = sched.shapes()
     blocks = []
     for blk in sched.blocks:
         if isinstance(blk, Loop):
@@ -19,9 +20,9 @@ def _function_view(key: str, sched: Schedule, tables: list[dict]) -> dict:
                 header = Code(f"for {', '.join(map(ident, blk.params))} in {tname}:  # {py(blk.label)}")
             else:
                 header = Code(f"for _ in range({int(blk.trips)}):  # {py(blk.label)}")
-            blocks.append({"loop": True, "header": header, "body": [torch_op_view(op, rt) for op in blk.body]})
+            blocks.append({"loop": True, "header": header, "body": [torch_op_view(op, rt, shapes) for op in blk.body]})
         else:
-            blocks.append({"loop": False, "op": torch_op_view(blk, rt)})
+            blocks.append({"loop": False, "op": torch_op_view(blk, rt, shapes)})
     name = ident(f"_plan_{key}")
     restarts = f", restarts after steps {list(sched.restarts)}" if sched.restarts else ""
     doc = (f"{sched.form} plan: {sched.matmuls} matmuls ({sched.count(touches_long=True)} touch the long "
@@ -37,4 +38,5 @@ def emit_torch(stages: Stages, source_label: str | None = None) -> str:
     return seal(render(
         "torch/module.py.jinja", **module_view(stages, "torch", about, source_label),
         matmul_counts=py({seen[s]: s.matmuls for s in seen}), tables=tables, functions=functions, plans=plans,
+        long_side_sums=py({seen[s]: long_side_sums(s) for s in seen}),
     ))

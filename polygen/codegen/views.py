@@ -9,7 +9,19 @@ from pathlib import Path
 
 from polygen.codegen.env import Code, comment, docstring, ident, provenance_header, py, scalar
 from polygen.cost.model import cost_polynomial
-from polygen.ir.schedule import Alias, Fit, Identity, LinComb, MatMul, Op, Ref, Scalar, Schedule, Sketch
+from polygen.ir.schedule import (
+    Alias,
+    Fit,
+    Identity,
+    LinComb,
+    MatMul,
+    Op,
+    Ref,
+    Scalar,
+    Schedule,
+    Sketch,
+    contracts_long,
+)
 from polygen.passes.pipeline import Stages
 from polygen.runtime.compiler_key import compiler_key
 
@@ -34,14 +46,16 @@ def _runtime_gamma(gamma: Scalar, runtime: set[str]) -> bool:
     return isinstance(gamma, Ref) and gamma.name in runtime
 
 
-def torch_op_view(op: Op, runtime: set[str]) -> dict:
+def torch_op_view(op: Op, runtime: set[str], shapes: dict[str, str] | None = None) -> dict:
     """What templates/torch/ops.py.jinja needs of one op. A product's Kernel says whether torch computes it as
     a mirrored block triangle (in 16-bit dtypes too: ``sym16``); run-time code applies the dtype rule, since
-    one plan function serves several dtypes."""
+    one plan function serves several dtypes. A product summing over the long side (``long_sum``) goes through
+    torch_ops.long_side, which sums it over ranks when the long side is sharded."""
     view: dict = {"kind": op.kind, "out": ident(op.out), "note": comment(op.note)}
     match op:
         case MatMul():
-            view |= {"sym": op.kernel.torch_blocked, "sym16": op.kernel.torch_blocked_16, "a": ident(op.a),
+            view |= {"long_sum": shapes is not None and contracts_long(op, shapes),
+                     "sym": op.kernel.torch_blocked, "sym16": op.kernel.torch_blocked_16, "a": ident(op.a),
                      "b": ident(op.b), "tb": op.tb, "c": ident(op.c) if op.c else "", "alpha": fmt(op.alpha),
                      "beta": fmt(op.beta), "gamma": fmt(op.gamma),
                      "gamma_runtime": _runtime_gamma(op.gamma, runtime)}

@@ -282,6 +282,21 @@ class Schedule:
         return sh
 
 
+def contracts_long(op: Op, shapes: dict[str, str]) -> bool:
+    """A product that sums over the long side (X·Xᵀ of an m×n value into m×m): with the long side sharded
+    across ranks, its result is the sum of every rank's partial product, and nothing else in a plan is."""
+    return isinstance(op, MatMul) and op.tb and shapes.get(op.a) == "L" and shapes.get(op.b) == "L"
+
+
+def long_side_sums(sched: Schedule) -> int | None:
+    """How many long-side sums (one all-reduce each, when the long side is sharded) the plan runs; None for a
+    plan with a sketch or a fitted scalar, whose run-time values would need sums of their own."""
+    if any(isinstance(op, (Sketch, Fit)) for op, _ in sched.flat_ops()):
+        return None
+    shapes = sched.shapes()
+    return sum(times for op, times in sched.flat_ops() if contracts_long(op, shapes))
+
+
 def op_touches_long(op: Op, sched: Schedule) -> bool:
     """A matmul touches the long side when it reads or writes an m×n value (2·m²·n FLOPs)."""
     return _touches_long(op, sched.shapes())

@@ -30,13 +30,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-LOCAL, SHARDED, REPLICATED = "local", "sharded", "replicated"
+LOCAL, SHARDED, COLUMNS, REPLICATED = "local", "sharded", "columns", "replicated"
+TP_MODES = ("auto", "gram", "owner")
 
 
 @dataclass(frozen=True)
 class Layout:
     """How one parameter lives across ranks: LOCAL (every rank computes it), SHARDED (rows on dim 0 of a 1-D
-    mesh) or REPLICATED (the same tensor on every rank of ``group``, work shared out)."""
+    mesh), COLUMNS (a matrix's columns, Shard(1), as tensor parallelism shards) or REPLICATED (the same
+    tensor on every rank of ``group``, work shared out)."""
 
     kind: str
     group: Any = None
@@ -48,6 +50,49 @@ class Layout:
     @property
     def rank(self) -> int:
         return 0 if self.kind == LOCAL else dist.get_rank(self.group)
+
+
+def plan_seconds(mod: Any, name: str, m: int, n: int, dtype: torch.dtype) -> float:
+    """The cost model's estimate for one (m, n) matrix (m <= n) through plan ``name`` of a generated module."""
+    from polygen.runtime.torch_ops import dtype_class
+
+    fn = mod.PLAN_FUNCTIONS[name]
+    poly = next(p for f, p in mod._PLANS[dtype_class(dtype)] if f is fn)
+    return float(sum(c * m**i * n**j for (i, j), c in poly))
+
+
+def columns_choice(mod: Any, count: int, m: int, n: int, world: int, dtype: torch.dtype,
+                   mode: str = "auto") -> tuple[str, str]:
+    """How a bucket of ``count`` (m, n) matrices with their n columns sharded over ``world`` ranks runs:
+    ("gram", plan) — every rank runs ``plan`` on its columns of all of them, each long-side sum and norm one
+    all-reduce of k·m² floats — or ("owner", "") — the columns move to one owner per matrix by two
+    all-to-alls. The cheaper by the cost model plus tuning.collective_seconds per collective; ``mode`` forces
+    one ("gram" where it applies: m <= n and a plan without sketches or fitted scalars)."""
+    from polygen.runtime.torch_ops import rank_plans
+    from polygen.runtime.tuning import collective_seconds
+
+    item = torch.empty((), dtype=dtype).element_size()
+    names = {f: k for k, f in mod.PLAN_FUNCTIONS.items()}
+    sums = getattr(mod, "LONG_SIDE_SUMS", {})
+    rescale = 1 if getattr(mod.PROBLEM, "rescale", "none") == "rms" else 0
+    grams: list[tuple[float, str]] = []
+    if m <= n:
+        for fn in rank_plans(mod._PLANS, m, n, dtype):
+            name = names[fn]
+            if sums.get(name) is None:
+                continue
+            collectives = sums[name] + 1 + rescale  # + the input's norm (+ the rms rescale's)
+            grams.append((count * plan_seconds(mod, name, m, -(-n // world), dtype)
+                          + collectives * collective_seconds(count * m * m * 4), name))
+    best = names[rank_plans(mod._PLANS, min(m, n), max(m, n), dtype)[0]]
+    owner_s = (-(-count // world) * plan_seconds(mod, best, min(m, n), max(m, n), dtype)
+               + 2 * collective_seconds(2 * (world - 1) / world**2 * count * m * n * item))
+    if mode == "owner" or not grams:
+        return "owner", ""
+    gram_s, plan = min(grams)
+    if mode == "gram" or gram_s < owner_s:
+        return "gram", plan
+    return "owner", ""
 
 
 def is_dtensor(t: Any) -> bool:
@@ -72,10 +117,13 @@ def layout_of(p: Tensor, label: str, process_group: Any = None) -> Layout:
     (pl,) = placements
     if type(pl) is Shard and pl.dim == 0:
         return Layout(SHARDED, mesh.get_group())
+    if type(pl) is Shard and pl.dim == 1 and p.ndim == 2:
+        return Layout(COLUMNS, mesh.get_group())
     if type(pl) is Replicate:
         return Layout(REPLICATED, mesh.get_group()) if mesh.size() > 1 else Layout(LOCAL)
     raise ValueError(f"parameter {label}: DTensor placement {pl!r} is not supported; polygen distributes "
-                     "Shard(0) (FSDP2) and Replicate() DTensors on 1-D meshes")
+                     "Shard(0) (FSDP2), Shard(1) of 2-D matrices (tensor parallel) and Replicate() DTensors on 1-D "
+                     "meshes")
 
 
 def local(t: Tensor) -> Tensor:

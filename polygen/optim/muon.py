@@ -45,15 +45,19 @@ from polygen.optim._common import (
     spec_function,
 )
 from polygen.optim.distributed import (
+    COLUMNS,
     LOCAL,
     SHARDED,
+    TP_MODES,
     DistributedLayouts,
+    columns_choice,
     local,
     owner,
     owners_compute,
     shared_compute,
 )
 from polygen.runtime.specfiles import SpecText
+from polygen.runtime.torch_ops import long_side_sharded
 
 __all__ = ["Muon"]
 
@@ -145,8 +149,10 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
     dense_grads_only = True  # sparse gradients raise before anything changes (see guarded_step)
 
     def __init__(self, params: Any, defaults: dict[str, Any], nonfinite: str = "raise",
-                 ns_plan: str | None = None, process_group: Any = None) -> None:
+                 ns_plan: str | None = None, process_group: Any = None, tp_mode: str = "auto") -> None:
         check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+        check_choice("tp_mode", tp_mode, TP_MODES)
+        self.tp_mode = tp_mode
         self.nonfinite = nonfinite
         self.ns_plan = ns_plan
         self.skipped_steps = 0
@@ -296,6 +302,8 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
             updates = [u for _, _, u, _, _, _ in entries]
             if lay.kind == LOCAL:
                 outs = self._orthogonalize_bucket(fn, ns_dtype, updates, shapes)
+            elif lay.kind == COLUMNS:
+                outs = self._columns_bucket(fn, ns_dtype, lay, updates, shapes)
             else:  # this rank computes the entries it owns, on whole matrices
                 mine = [shapes[i] for i in range(len(entries)) if owner(i, lay.world) == lay.rank]
                 compute = functools.partial(self._orthogonalize_bucket, fn, ns_dtype, shapes=mine)
@@ -316,6 +324,31 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
                 if group["weight_decay"] != 0:
                     torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
                 torch._foreach_add_(ps, os_, alpha=-lr * scale)
+
+    def _columns_bucket(self, fn: Any, ns_dtype: torch.dtype, lay: Any, updates: list[Tensor],
+                        shapes: list[tuple[int, int, int]]) -> list[Tensor]:
+        """A bucket of matrices whose columns are sharded (tensor parallel): every rank runs the plan on its
+        columns of all of them, summing each long-side product and norm over ranks ("gram"), or the columns
+        travel to one owner per matrix and back ("owner"), whichever distributed.columns_choice prices lower
+        (or ``tp_mode`` forces). The Gram way runs the torch code, the one with the long-side sums."""
+        _, m, n = shapes[0]
+        wide = all(mm <= nn for _, mm, nn in shapes)  # Shard(1) on the long side of every matrix
+        mod = fn._module("torch")
+        mode, plan = columns_choice(mod, len(updates), m, n, lay.world, ns_dtype, self.tp_mode) if wide \
+            else ("owner", "")
+        if mode == "gram":
+            X = torch.stack([u.to(ns_dtype) for u in updates]).contiguous()  # (k, m, this rank's columns)
+            with long_side_sharded(lay.group):
+                out = mod.apply(X, plan=mod.PLAN_FUNCTIONS[plan])
+            return list(out.unbind(0))
+        mine = [shapes[i] for i in range(len(updates)) if owner(i, lay.world) == lay.rank]
+
+        def compute(wholes: list[Tensor]) -> list[Tensor]:  # whole matrices, transposed: columns became rows
+            return [o.mT for o in self._orthogonalize_bucket(fn, ns_dtype, [w.mT for w in wholes], mine)]
+
+        parts = [u.mT.contiguous() for u in updates]
+        outs = owners_compute(parts, [torch.Size((nn, mm)) for _, mm, nn in shapes], ns_dtype, lay.group, compute)
+        return [o.mT for o in outs]
 
     def _orthogonalize_bucket(self, fn: Any, ns_dtype: torch.dtype, updates: list[Tensor],
                               shapes: list[tuple[int, int, int]]) -> list[Tensor]:
@@ -362,7 +395,11 @@ class Muon(MatrixOptimizer):
             orthogonalizes its share of every bucket and one all-gather per bucket shares the results. None:
             every rank computes everything. FSDP2 parameters (``Shard(0)`` DTensors) need nothing: each matrix
             is orthogonalized on one rank of its mesh, its rows moved there and back by all-to-all
-            (polygen.optim.distributed).
+            (polygen.optim.distributed). Matrices sharded by columns (``Shard(1)``, tensor parallel) run in each
+            bucket either on every rank's columns with one all-reduce per long-side product of the plan (the
+            Gram plan's XXᵀ: fp32 NS5 1, bf16 2) or by owner, as the cost model prices them;
+        tp_mode: ``"auto"`` (that choice), ``"gram"`` (the Gram way wherever it applies: a bucket whose columns
+            are the long side of every matrix, a plan without sketches or fitted scalars) or ``"owner"``.
 
     Same-shaped matrices (also transposed shapes, and across param groups) are stacked and go through the
     spec's function in one batched call per shape.
@@ -389,13 +426,15 @@ class Muon(MatrixOptimizer):
         nonfinite: str = "raise",
         ns_plan: str | None = None,
         process_group: Any = None,
+        tp_mode: str = "auto",
     ) -> None:
         defaults = {
             "lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
             "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps, "adjust_lr_fn": adjust_lr_fn,
             "spec": spec, "backend": backend, "ns_dtype": ns_dtype,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group)
+        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group,
+                         tp_mode=tp_mode)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

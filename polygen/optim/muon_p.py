@@ -85,6 +85,7 @@ class MuonP(MatrixOptimizer):
         nonfinite: str = "raise",
         ns_plan: str | None = None,
         process_group: Any = None,
+        tp_mode: str = "auto",
     ) -> None:
         explicit_p = p is not _DEFAULT_P
         frac = _as_fraction(p)
@@ -105,7 +106,8 @@ class MuonP(MatrixOptimizer):
             "lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
             "p": str(frac), "spec": spec, "adjust_lr_fn": adjust_lr_fn, "backend": backend, "ns_dtype": ns_dtype,
         }
-        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group)
+        super().__init__(params, defaults, nonfinite=nonfinite, ns_plan=ns_plan, process_group=process_group,
+                         tp_mode=tp_mode)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from polygen.runtime import tuning
 from polygen.runtime.tuning import SYM_BLOCKS, SYM_MIN_ROWS
 
 __all__ = ["FIT_GRID", "Problem", "add_diag", "apply", "choose_plan", "chunk_size", "dtype_class", "fit_param",
-           "frobenius", "norm_dtype", "product", "rank_plans", "sym_bmm"]
+           "frobenius", "long_side", "long_side_sharded", "norm_dtype", "product", "rank_plans", "sym_bmm"]
 
 Plan = Callable[[torch.Tensor], torch.Tensor]
 Plans = dict[str, tuple[tuple[Plan, tuple[tuple[tuple[int, int], float], ...]], ...]]
@@ -104,10 +105,50 @@ def product(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor | None, beta: floa
 
 def frobenius(X: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """‖X_i‖_F of each matrix of a (batch, m, n) stack as (batch, 1, 1), accumulated in ``dtype``; matrix by
-    matrix in deterministic eager CPU code (see _matrix_by_matrix)."""
+    matrix in deterministic eager CPU code (see _matrix_by_matrix). With the long side sharded
+    (:func:`long_side_sharded`), X is this rank's columns and the norm the whole matrix's (one all-reduce)."""
+    group = _LONG_SIDE[-1]
+    if group is not None:
+        import torch.distributed as dist
+
+        sq = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.float64).square()
+        dist.all_reduce(sq, group=group)
+        return sq.sqrt().to(dtype)
     if _matrix_by_matrix(X) and X.size(0) > 0:
         return torch.stack([torch.linalg.vector_norm(x, dtype=dtype) for x in X]).reshape(-1, 1, 1)
     return torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=dtype)
+
+
+_LONG_SIDE: list[Any] = [None]  # the process group over which the long side is sharded (None: it is not)
+
+
+@contextmanager
+def long_side_sharded(group: Any) -> Iterator[None]:
+    """Within it, plans run on this rank's columns of matrices whose long side is sharded over ``group``
+    (tensor parallelism): each product summing over the long side is summed over ranks (long_side), and
+    norms are the whole matrices' (frobenius). Everything else in a plan is already column-local."""
+    _LONG_SIDE.append(group)
+    try:
+        yield
+    finally:
+        _LONG_SIDE.pop()
+
+
+def long_side(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor | None, beta: float, alpha: float, *,
+              sym: bool, in_16_bits: bool = False) -> torch.Tensor:
+    """alpha·A·B + beta·C for a product summing over the long side (X·Xᵀ); exactly sym_bmm or product
+    unsharded. Sharded, the partial products of every rank are summed in float32 before beta·C is added
+    once (added per rank, C would count W times)."""
+    group = _LONG_SIDE[-1]
+    if group is None:
+        return sym_bmm(A, B, C, beta, alpha, in_16_bits=in_16_bits) if sym else product(A, B, C, beta, alpha)
+    import torch.distributed as dist
+
+    part = sym_bmm(A, B, None, 0.0, alpha, in_16_bits=in_16_bits) if sym else product(A, B, None, 0.0, alpha)
+    total = part.float()
+    dist.all_reduce(total, group=group)
+    out = total.to(part.dtype)
+    return out if C is None else out + beta * C
 
 
 def _block_2d(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor | None, beta: float, alpha: float,
@@ -244,7 +285,8 @@ def apply(G: torch.Tensor, problem: Problem, plans: Plans, plan: Plan | None = N
     transposed, the batch flattened, and ``plan`` (default: the cheapest of ``plans`` for the shape and dtype)
     runs on each chunk between the spec's normalization and rescaling."""
     _check_input(G, problem)
-    transposed = problem.input_kind != "symmetric" and G.size(-2) > G.size(-1)
+    # with the long side sharded the caller passes this rank's columns of wide matrices, however few
+    transposed = problem.input_kind != "symmetric" and G.size(-2) > G.size(-1) and _LONG_SIDE[-1] is None
     if transposed:
         G = G.mT
     batch_shape = G.shape[:-2]

@@ -107,6 +107,7 @@ def buckets_of(shapes: list[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
 def check_mode(mode: str, cls: type, ns_dtype: torch.dtype, world: int, rank: int) -> dict:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
+    from torch.distributed.tensor.debug import CommDebugMode
 
     params, grads = full_tensors(seed=1)
     mesh = init_device_mesh("cpu", (world,))
@@ -128,13 +129,16 @@ def check_mode(mode: str, cls: type, ns_dtype: torch.dtype, world: int, rank: in
 
     opt.orthogonalize = spy
     traffic = None
+    dispatched: dict[str, int] = {}
     for step in range(STEPS):
         for p, q, g in zip(ours, ref_params, grads[step]):
             q.grad = g.clone()
             p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)]) if mode == "sharded" else g.clone()
-        with Traffic() as t:
+        with Traffic() as t, CommDebugMode() as comm:
             opt.step()
         traffic = traffic or t
+        # every collective the dispatcher saw, DTensor's implicit ones included
+        dispatched = dispatched or {str(k): v for k, v in comm.get_comm_counts().items()}
         ref.step()
         for i, (p, q) in enumerate(zip(ours, ref_params)):
             got = p.to_local() if mode == "sharded" else p.detach()
@@ -151,10 +155,12 @@ def check_mode(mode: str, cls: type, ns_dtype: torch.dtype, world: int, rank: in
     calls = traffic.calls
     if mode == "sharded":
         assert calls == {"all_to_all_single": 2 * nb, "all_reduce": 1}, calls
+        assert dispatched == {"c10d.alltoall_base_": 2 * nb, "c10d.allreduce_": 1}, dispatched  # no all-gather
         want = expected_sharded_bytes(world, rank, ns_dtype, buckets_of(SHAPES))
         assert traffic.bytes_off == want, (traffic.bytes_off, want)
     else:
         assert calls == {"all_gather_single": nb, "all_reduce": 1}, calls
+        assert dispatched == {"c10d._allgather_base_": nb, "c10d.allreduce_": 1}, dispatched
     return {"mode": mode, "optimizer": cls.__name__, "dtype": str(ns_dtype), "calls": calls,
             "bytes_off": traffic.bytes_off}
 
@@ -241,7 +247,7 @@ def check_tp(world: int, rank: int) -> dict:
                 calls = calls or t.calls
                 ref.step()
                 for p, q in zip(ours, ref_params):
-                    got = p.to_local()
+                    got = p.detach().to_local()
                     counts = pd.row_counts(q.shape[1], world)
                     want = q.detach()[:, sum(counts[:rank]):sum(counts[:rank + 1])]
                     worst = max(worst, float((got - want).abs().max()))
@@ -365,9 +371,10 @@ class Params(torch.nn.Module):
             self.register_parameter(f"p{i}", p)
 
 
-def check_dcp(world: int, rank: int, phase: str, where: str) -> dict:
+def check_dcp(world: int, rank: int, phase: str, where: str, cls: type = Muon) -> dict:
     """Save after 2 sharded steps at one world size; load at another and take step 3, which must equal the
-    single-process step 3 (written by the saving run) bitwise."""
+    single-process step 3 (written by the saving run) bitwise. Shampoo's factors and roots live on each
+    matrix's owner, which another world size changes: they load onto the new owners."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
@@ -382,7 +389,11 @@ def check_dcp(world: int, rank: int, phase: str, where: str) -> dict:
     mesh = init_device_mesh("cpu", (world,))
     ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params]
     module = Params(ours)
-    opt = Muon(groups(ours), lr=0.02, ns_dtype=torch.float32)
+    kw = ({"lr": 0.02, "ns_dtype": torch.float32} if cls is Muon else
+          {"lr": 0.01, "max_preconditioner_dim": 16, "precondition_frequency": 1, "start_preconditioning_step": 2})
+    where = os.path.join(where, cls.__name__)
+    os.makedirs(where, exist_ok=True)
+    opt = cls(groups(ours), **kw)
 
     def step(k: int) -> None:
         for p, g in zip(ours, grads[k]):
@@ -395,14 +406,15 @@ def check_dcp(world: int, rank: int, phase: str, where: str) -> dict:
         dcp.save({"model": get_model_state_dict(module), "optim": get_optimizer_state_dict(module, opt)},
                  checkpoint_id=os.path.join(where, "ckpt"))
         ref_params = [torch.nn.Parameter(p.clone()) for p in params]
-        ref = Muon(groups(ref_params), lr=0.02, ns_dtype=torch.float32)
+        ref = cls(groups(ref_params), **kw)
         for k in range(3):
             for q, g in zip(ref_params, grads[k]):
                 q.grad = g.clone()
             ref.step()
         if rank == 0:
             torch.save([q.detach() for q in ref_params], os.path.join(where, "expected.pt"))
-        return {"saved_at": world}
+        dist.barrier()
+        return {"saved_at": world, "optimizer": cls.__name__}
     sd = {"model": get_model_state_dict(module), "optim": get_optimizer_state_dict(module, opt)}
     dcp.load(sd, checkpoint_id=os.path.join(where, "ckpt"))
     set_model_state_dict(module, sd["model"])
@@ -411,8 +423,9 @@ def check_dcp(world: int, rank: int, phase: str, where: str) -> dict:
     expected = torch.load(os.path.join(where, "expected.pt"))
     for i, (p, q) in enumerate(zip(ours, expected)):
         if not torch.equal(p.to_local(), rows_of(q, world, rank)):
-            raise AssertionError(f"resumed at W = {world}: param {SHAPES[i]} differs from one process's step 3")
-    return {"resumed_at": world}
+            raise AssertionError(f"{cls.__name__} resumed at W = {world}: param {SHAPES[i]} differs from one "
+                                 "process's step 3")
+    return {"resumed_at": world, "optimizer": cls.__name__}
 
 
 def main() -> None:
@@ -422,7 +435,10 @@ def main() -> None:
     which = os.environ.get("POLYGEN_DIST_CHECKS", "all")
     results = []
     if which.startswith("dcp-"):
-        results.append(check_dcp(world, rank, which[4:], os.environ["POLYGEN_DIST_DIR"]))
+        from polygen.optim import Shampoo
+
+        for cls in (Muon, Shampoo):
+            results.append(check_dcp(world, rank, which[4:], os.environ["POLYGEN_DIST_DIR"], cls))
     else:
         for mode in ("sharded", "replicated"):
             for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):

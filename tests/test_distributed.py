@@ -48,11 +48,12 @@ def test_distributed_optimizers_match_one_process(world):
 
 
 def test_a_checkpoint_saved_at_two_ranks_resumes_at_four_and_one(tmp_path):
-    """torch.distributed.checkpoint: saved after 2 sharded steps at W = 2, loaded at W = 4 and at W = 1, step 3
-    is bitwise one process's step 3."""
-    assert run_worker(2, "dcp-save", tmp_path)["results"] == [{"saved_at": 2}]
-    assert run_worker(4, "dcp-load", tmp_path)["results"] == [{"resumed_at": 4}]
-    assert run_worker(1, "dcp-load", tmp_path)["results"] == [{"resumed_at": 1}]
+    """torch.distributed.checkpoint: Muon and Shampoo saved after 2 sharded steps at W = 2, loaded at W = 4 and
+    at W = 1, take a step 3 bitwise one process's (Shampoo's factors load onto their new owners)."""
+    both = ["Muon", "Shampoo"]
+    assert run_worker(2, "dcp-save", tmp_path)["results"] == [{"saved_at": 2, "optimizer": o} for o in both]
+    assert run_worker(4, "dcp-load", tmp_path)["results"] == [{"resumed_at": 4, "optimizer": o} for o in both]
+    assert run_worker(1, "dcp-load", tmp_path)["results"] == [{"resumed_at": 1, "optimizer": o} for o in both]
 
 
 def test_tensor_parallel_choice_follows_the_cost_model():

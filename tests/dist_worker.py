@@ -441,7 +441,8 @@ def main() -> None:
             results.append(check_dcp(world, rank, which[4:], os.environ["POLYGEN_DIST_DIR"], cls))
     else:
         for mode in ("sharded", "replicated"):
-            for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.float32)):
+            for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.bfloat16),
+                                  (MuonP, torch.float32)):
                 if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
                     results.append(check_mode(mode, cls, ns_dtype, world, rank))
         for mode in ("sharded", "replicated"):

@@ -34,7 +34,7 @@ def test_distributed_optimizers_match_one_process(world):
     report = run_worker(world)
     assert report["world"] == world
     modes = [(r["mode"], r["optimizer"], r["dtype"]) for r in report["results"] if "mode" in r]
-    assert len(modes) == 6 and {m for m, _, _ in modes} == {"sharded", "replicated"}
+    assert len(modes) == 8 and {m for m, _, _ in modes} == {"sharded", "replicated"}
     sharded = [r for r in report["results"] if r.get("mode") == "sharded"]
     # bf16 updates travel in bf16: half the bytes of float32
     by_dtype = {r["dtype"]: r["bytes_off"] for r in sharded if r["optimizer"] == "Muon"}

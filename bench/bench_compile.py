@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     args.shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     args.step_shape = tuple(int(v) for v in args.step_shape.split("x"))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    # A process's first Inductor compile pays one-time costs (imports, codecache set-up: ~2.5 s here) that
+    # would land on whichever backend compiles first; one throwaway compile takes them before any timing.
+    torch.compile(lambda x: (x @ x.mT).sin(), backend="inductor", options={"fx_graph_cache": False})(torch.randn(8, 8))
+    torch._dynamo.reset()
     if not args.skip_loops:
         loops(args)
     if not args.skip_step:

@@ -307,7 +307,12 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
             else:  # this rank computes the entries it owns, on whole matrices
                 mine = [shapes[i] for i in range(len(entries)) if owner(i, lay.world) == lay.rank]
                 compute = functools.partial(self._orthogonalize_bucket, fn, ns_dtype, shapes=mine)
-                if lay.kind == SHARDED:
+                tall_rows = lay.kind == SHARDED and all(p.ndim == 2 and m >= n for _, p, _, _, m, n in entries)
+                choice = self._gram_choice(fn, ns_dtype, lay, [(b, n, m) for b, m, n in shapes]) if tall_rows \
+                    else ("owner", "")
+                if choice[0] == "gram":  # rows sharded on the long side: their transposes are wide columns
+                    outs = [o.mT for o in self._gram_way(fn, choice[1], ns_dtype, lay, [u.mT for u in updates])]
+                elif lay.kind == SHARDED:
                     outs = owners_compute(updates, [p.shape for _, p, *_ in entries], ns_dtype, lay.group, compute)
                 else:
                     outs = shared_compute(updates, ns_dtype, lay.group, compute)
@@ -325,22 +330,32 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
                     torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
                 torch._foreach_add_(ps, os_, alpha=-lr * scale)
 
+    def _gram_choice(self, fn: Any, ns_dtype: torch.dtype, lay: Any,
+                     wide_shapes: list[tuple[int, int, int]]) -> tuple[str, str]:
+        """("gram", plan) or ("owner", ""): distributed.columns_choice for a bucket of (m, n) matrices whose n
+        columns are sharded, ``tp_mode`` forcing one; "owner" when some matrix has its short side sharded."""
+        if not all(m <= n for _, m, n in wide_shapes):
+            return "owner", ""
+        _, m, n = wide_shapes[0]
+        return columns_choice(fn._module("torch"), len(wide_shapes), m, n, lay.world, ns_dtype, self.tp_mode)
+
+    def _gram_way(self, fn: Any, plan: str, ns_dtype: torch.dtype, lay: Any, columns: list[Tensor]) -> list[Tensor]:
+        """Every rank runs ``plan`` on its columns of all the bucket's (wide) matrices, each long-side product
+        and norm summed over ranks; the torch code, the one with the long-side sums."""
+        mod = fn._module("torch")
+        X = torch.stack([c.to(ns_dtype) for c in columns]).contiguous()  # (k, m, this rank's columns)
+        with long_side_sharded(lay.group):
+            out = mod.apply(X, plan=mod.PLAN_FUNCTIONS[plan])
+        return list(out.unbind(0))
+
     def _columns_bucket(self, fn: Any, ns_dtype: torch.dtype, lay: Any, updates: list[Tensor],
                         shapes: list[tuple[int, int, int]]) -> list[Tensor]:
-        """A bucket of matrices whose columns are sharded (tensor parallel): every rank runs the plan on its
-        columns of all of them, summing each long-side product and norm over ranks ("gram"), or the columns
-        travel to one owner per matrix and back ("owner"), whichever distributed.columns_choice prices lower
-        (or ``tp_mode`` forces). The Gram way runs the torch code, the one with the long-side sums."""
-        _, m, n = shapes[0]
-        wide = all(mm <= nn for _, mm, nn in shapes)  # Shard(1) on the long side of every matrix
-        mod = fn._module("torch")
-        mode, plan = columns_choice(mod, len(updates), m, n, lay.world, ns_dtype, self.tp_mode) if wide \
-            else ("owner", "")
+        """A bucket of matrices whose columns are sharded (tensor parallel): the Gram way (_gram_way), or the
+        columns travel to one owner per matrix and back, whichever distributed.columns_choice prices lower
+        (or ``tp_mode`` forces)."""
+        mode, plan = self._gram_choice(fn, ns_dtype, lay, shapes)
         if mode == "gram":
-            X = torch.stack([u.to(ns_dtype) for u in updates]).contiguous()  # (k, m, this rank's columns)
-            with long_side_sharded(lay.group):
-                out = mod.apply(X, plan=mod.PLAN_FUNCTIONS[plan])
-            return list(out.unbind(0))
+            return self._gram_way(fn, plan, ns_dtype, lay, updates)
         mine = [shapes[i] for i in range(len(updates)) if owner(i, lay.world) == lay.rank]
 
         def compute(wholes: list[Tensor]) -> list[Tensor]:  # whole matrices, transposed: columns became rows
@@ -395,9 +410,10 @@ class Muon(MatrixOptimizer):
             orthogonalizes its share of every bucket and one all-gather per bucket shares the results. None:
             every rank computes everything. FSDP2 parameters (``Shard(0)`` DTensors) need nothing: each matrix
             is orthogonalized on one rank of its mesh, its rows moved there and back by all-to-all
-            (polygen.optim.distributed). Matrices sharded by columns (``Shard(1)``, tensor parallel) run in each
-            bucket either on every rank's columns with one all-reduce per long-side product of the plan (the
-            Gram plan's XXᵀ: fp32 NS5 1, bf16 2) or by owner, as the cost model prices them;
+            (polygen.optim.distributed). Matrices sharded along their long side (``Shard(1)`` of wide ones,
+            tensor parallel; ``Shard(0)`` of tall ones, also FSDP2's) run in each bucket either on every
+            rank's columns with one all-reduce per long-side product of the plan (the Gram plan's XXᵀ: fp32
+            NS5 1, bf16 2) or by owner, as the cost model prices them;
         tp_mode: ``"auto"`` (that choice), ``"gram"`` (the Gram way wherever it applies: a bucket whose columns
             are the long side of every matrix, a plan without sketches or fitted scalars) or ``"owner"``.
 

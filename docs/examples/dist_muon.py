@@ -24,16 +24,16 @@ def main() -> None:
         if isinstance(layer, torch.nn.Linear):
             fully_shard(layer)
     fully_shard(model)
-    opt = Muon(model.parameters(), lr=0.02)
+    opt = Muon(model.parameters(), lr=0.02, weight_decay=0.0)
     gen = torch.Generator().manual_seed(1 + rank)  # each rank its own batches
-    target = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
-    for step in range(20):
+    target = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) / 8  # outputs of unit scale
+    for step in range(40):
         x = torch.randn(32, 64, generator=gen)
         loss = torch.nn.functional.mse_loss(model(x), x @ target)
         loss.backward()
         opt.step()
         opt.zero_grad()
-        if step % 5 == 4:
+        if step % 10 == 9:
             total = loss.detach().clone()
             dist.all_reduce(total)
             if rank == 0:

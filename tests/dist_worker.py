@@ -184,32 +184,38 @@ def check_shampoo(mode: str, world: int, rank: int) -> dict:
               momentum=0.5, nesterov=True, weight_decay=0.01)
     ref_params = [torch.nn.Parameter(p.clone()) for p in params]
     ref = Shampoo(groups(ref_params), **kw)
-    if mode == "sharded":
-        ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in params]
+    # "columns": 2-D parameters Shard(1) (tensor parallel), the rest Shard(0)
+    place = [[Shard(1) if mode == "columns" and p.ndim == 2 else Shard(0)] for p in params]
+    if mode != "replicated":
+        ours = [torch.nn.Parameter(distribute_tensor(p.clone(), mesh, pl)) for p, pl in zip(params, place)]
         opt = Shampoo(groups(ours), **kw)
     else:
         ours = [torch.nn.Parameter(p.clone()) for p in params]
         opt = Shampoo(groups(ours), process_group=dist.group.WORLD, **kw)
     calls = None
     for step in range(STEPS):
-        for p, q, g in zip(ours, ref_params, grads[step]):
+        for p, q, g, pl in zip(ours, ref_params, grads[step], place):
             q.grad = g.clone()
-            p.grad = distribute_tensor(g.clone(), mesh, [Shard(0)]) if mode == "sharded" else g.clone()
+            p.grad = distribute_tensor(g.clone(), mesh, pl) if mode != "replicated" else g.clone()
         with Traffic() as t:
             opt.step()
         calls = calls or t.calls
         ref.step()
-        for p, q in zip(ours, ref_params):
-            got = p.to_local() if mode == "sharded" else p.detach()
-            want = rows_of(q.detach(), world, rank) if mode == "sharded" else q.detach()
+        for p, q, pl in zip(ours, ref_params, place):
+            got = p.to_local() if mode != "replicated" else p.detach()
+            want = q.detach()
+            if mode != "replicated":
+                want = rows_of(want.mT, world, rank).mT if pl[0].dim == 1 else rows_of(want, world, rank)
             if not torch.equal(got, want):
                 raise AssertionError(f"Shampoo {mode} step {step} param {tuple(q.shape)} rank {rank}: "
                                      f"max diff {(got - want).abs().max().item():.3e}")
     owned = sum("factor_L" in opt.state[p] for p in ours if p.ndim >= 2)
     matrices = sum(p.ndim >= 2 for p in ours)
     assert owned == len([k for k in range(matrices) if k % world == rank]), owned  # factors on owners only
-    collective = "all_to_all_single" if mode == "sharded" else "all_gather_single"
-    assert calls == {collective: 4 if mode == "sharded" else 2, "all_reduce": 1}, calls  # two param groups
+    if mode == "replicated":
+        assert calls == {"all_gather_single": 2, "all_reduce": 1}, calls  # two param groups
+    else:  # two param groups; for "columns" the first all Shard(1), the second both kinds (3-D and 4-D Shard(0))
+        assert calls == {"all_to_all_single": 4 if mode == "sharded" else 6, "all_reduce": 1}, calls
     return {"shampoo": mode, "calls": calls}
 
 
@@ -468,7 +474,7 @@ def main() -> None:
                                   (MuonP, torch.float32)):
                 if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
                     results.append(check_mode(mode, cls, ns_dtype, world, rank))
-        for mode in ("sharded", "replicated"):
+        for mode in ("sharded", "replicated", "columns"):
             results.append(check_shampoo(mode, world, rank))
         results.append(check_tp(world, rank))
         results.append(check_nonfinite(world, rank))

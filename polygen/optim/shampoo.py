@@ -49,8 +49,9 @@ from polygen.optim._common import (
     spec_function,
 )
 from polygen.optim.distributed import (
+    COLUMNS,
     LOCAL,
-    SHARDED,
+    REPLICATED,
     DistributedLayouts,
     local,
     owner,
@@ -370,31 +371,36 @@ class Shampoo(DistributedLayouts, Optimizer):
     def _distributed_dirs(self, group: dict[str, Any], lay: Any, params: list[Tensor], states: list[dict],
                           grads: list[Tensor], m_hat: list[Tensor], adam: list[Tensor]) -> list[Tensor]:
         """The directions of matrices that live across ranks: each one's gradient, bias-corrected EMA and Adam
-        direction travel packed side by side to its owner (rows by all-to-all for Shard(0); the owner's share
-        of replicated ones), whose factors, roots and blocks give the direction, which travels back."""
-        dtype = torch.promote_types(torch.promote_types(grads[0].dtype, m_hat[0].dtype), adam[0].dtype)
+        direction travel packed side by side to its owner (rows by all-to-all for Shard(0), columns — as the
+        rows of the transposes — for Shard(1); the owner's share of replicated ones), whose factors, roots and
+        blocks give the direction, which travels back."""
+        dtype = grads[0].dtype
         for t in (*grads, *m_hat, *adam):
             dtype = torch.promote_types(dtype, t.dtype)
         owners = [owner(self._owners[p], lay.world) for p in params]
         mine = [j for j, o in enumerate(owners) if o == lay.rank]
+        flip = lay.kind == COLUMNS  # 2-D only: work on transposes, whose rows are the sharded columns
+        shapes = [torch.Size((p.shape[1], p.shape[0])) if flip else p.shape for p in params]  # as they travel
 
-        def pack(g: Tensor, m: Tensor, a: Tensor, p: Tensor) -> Tensor:
-            rows, inner = g.shape[0], p.numel() // max(1, p.shape[0])  # rows may be 0: an empty shard
-            return torch.cat([t.to(dtype).reshape(rows, inner) for t in (g, m, a)], dim=1)
+        def pack(g: Tensor, m: Tensor, a: Tensor, shape: torch.Size) -> Tensor:
+            ts = [t.mT if flip else t for t in (g, m, a)]
+            rows, inner = ts[0].shape[0], math.prod(shape[1:])  # rows may be 0: an empty shard
+            return torch.cat([t.to(dtype).reshape(rows, inner) for t in ts], dim=1)
 
         def compute(wholes: list[Tensor]) -> list[Tensor]:
-            shapes = [params[j].shape for j in mine]
             unpacked = [w.reshape(w.shape[0], 3, w.shape[1] // 3).unbind(1) for w in wholes]
-            G, M, A = ([u[k].reshape(s) for u, s in zip(unpacked, shapes)] for k in range(3))
-            return self._matrix_dirs(group, shapes, [states[j] for j in mine], G, M, A)
+            G, M, A = ([u[k].reshape(shapes[j]).mT if flip else u[k].reshape(shapes[j])
+                        for u, j in zip(unpacked, mine)] for k in range(3))
+            dirs = self._matrix_dirs(group, [params[j].shape for j in mine], [states[j] for j in mine], G, M, A)
+            return [d.mT if flip else d for d in dirs]
 
-        parts = [pack(local(g), local(m), local(a), p) for g, m, a, p in zip(grads, m_hat, adam, params)]
-        if lay.kind == SHARDED:
-            shapes = [torch.Size((p.shape[0], 3 * (p.numel() // max(1, p.shape[0])))) for p in params]
-            outs = owners_compute(parts, shapes, dtype, lay.group, compute, owners, [p.shape for p in params])
+        parts = [pack(local(g), local(m), local(a), sh) for g, m, a, sh in zip(grads, m_hat, adam, shapes)]
+        if lay.kind == REPLICATED:
+            outs = shared_compute(parts, dtype, lay.group, compute, owners, shapes)
         else:
-            outs = shared_compute(parts, dtype, lay.group, compute, owners, [p.shape for p in params])
-        return [o.reshape(local(p).shape).to(p.dtype) for o, p in zip(outs, params)]
+            packed = [torch.Size((sh[0], 3 * math.prod(sh[1:]))) for sh in shapes]
+            outs = owners_compute(parts, packed, dtype, lay.group, compute, owners, shapes)
+        return [(o.mT if flip else o).reshape(local(p).shape).to(p.dtype) for o, p in zip(outs, params)]
 
     def _matrix_dirs(self, group: dict[str, Any], shapes: list[torch.Size], states: list[dict],
                      grads: list[Tensor], m_hat: list[Tensor], adam_dirs: list[Tensor]) -> list[Tensor]:

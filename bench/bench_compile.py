@@ -81,7 +81,7 @@ def loops(args: argparse.Namespace) -> None:
                 G = random_with_spectrum(shape, 1e3, seed=0).to(getattr(torch, dtype))
                 fn = loop(coeffs)
                 reports: list = []
-                fp = torch.compile(fn, backend="polygen", options=_opts(reports))
+                fp = torch.compile(fn, backend="polygen", options={**_opts(reports), "polygen.accuracy": args.accuracy})
                 fi = torch.compile(loop(coeffs), backend="inductor", options={"fx_graph_cache": False})
                 with torch.no_grad():
                     cp, ci = timed(fp, G), timed(fi, G)
@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-shape", default="1024x4096")
     ap.add_argument("--skip-step", action="store_true")
     ap.add_argument("--skip-loops", action="store_true")
+    ap.add_argument("--accuracy", default="guard", choices=("guard", "fastest", "direct"),
+                    help="polygen's accuracy policy for the loops (default guard)")
     args = ap.parse_args(argv)
     args.shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     args.step_shape = tuple(int(v) for v in args.step_shape.split("x"))

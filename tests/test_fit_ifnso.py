@@ -1,4 +1,5 @@
-"""polygen.fit.ifnso: IFNSO's single high-degree polynomial (arXiv 2602.02500) and polygen/specs/ifnso_14.toml."""
+"""polygen.fit.ifnso: IFNSO's single high-degree polynomial (arXiv 2602.02500); polygen/specs/ifnso_14.toml (the
+published coefficients) and ifnso_14_fit.toml (polygen's refit of the paper's procedure)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from polygen.ir.evaluate import output_map
 from polygen.passes.verify_convergence import verify_map
 
 SPEC = Path(polygen.__file__).parent / "specs" / "ifnso_14.toml"
+FIT_SPEC = SPEC.with_name("ifnso_14_fit.toml")
+PUBLISHED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ifnso_published.toml"
 
 
-def _shipped() -> IfnsoDesign:
-    doc = tomllib.loads(SPEC.read_text())
+def _shipped(spec: Path = SPEC) -> IfnsoDesign:
+    doc = tomllib.loads(spec.read_text())
     coeffs = doc["steps"][0]["coefficients"]
     a = tuple(float(coeffs[f"a{k}"]) for k in range(1, 14))
     return IfnsoDesign(N=14, a=a, c_last=last_coefficient(a, 14), source="shipped")
@@ -42,15 +45,24 @@ def test_constraint_and_slope() -> None:
     assert d.evaluate(1e-9) / 1e-9 == pytest.approx(1 + coefficient_total(14), rel=1e-6)
 
 
-def test_shipped_spec_meets_the_paper_bound_closely() -> None:
-    # The published coefficients ship only as a binary checkpoint; the spec holds coefficients fitted with the
-    # paper's procedure. The paper claims max |f - 1| <= 0.0073 on [0.05, 1]; ours are within 10 % of that.
+def test_shipped_spec_is_the_published_set_and_meets_the_paper_bound() -> None:
+    """ifnso_14 holds the authors' coefficients (as shared/data records them, magnitudes of the checkpoint's
+    float32 values) and meets the paper's max |f - 1| <= 0.0073 on [0.05, 1]; the refit misses it by 5 %."""
     d = _shipped()
+    if PUBLISHED.is_file():  # the record lives beside the checkout, not in the wheel
+        published = tomllib.loads(PUBLISHED.read_text())
+        assert d.a == tuple(published["a"])
+        assert d.c_last == pytest.approx(published["c14"], rel=1e-15)
     x = np.linspace(0.05, 1.0, 400001)
     err = float(np.max(np.abs(_reference(d.a, d.c_last, x) - 1.0)))
-    assert err <= 1.1 * PAPER_BOUND
+    # the paper prints its bound to four decimals: 7.341e-3 is its 0.0073
+    assert round(err, 4) <= PAPER_BOUND and err == pytest.approx(7.341e-3, abs=1e-6)
     assert d.max_error() == pytest.approx(err, rel=1e-3)
     assert err <= float(tomllib.loads(SPEC.read_text())["verify"]["tolerance"])
+    fit = _shipped(FIT_SPEC)
+    fit_err = float(np.max(np.abs(_reference(fit.a, fit.c_last, x) - 1.0)))
+    assert round(fit_err, 4) > PAPER_BOUND and fit_err <= 1.1 * PAPER_BOUND  # polygen's refit: 7.64e-3
+    assert fit_err <= float(tomllib.loads(FIT_SPEC.read_text())["verify"]["tolerance"])
 
 
 def test_spec_pipeline_evaluates_in_r() -> None:
@@ -89,7 +101,7 @@ def test_fit_reproduces_the_procedure_fast() -> None:
 @pytest.mark.slow
 def test_fit_full_budget_matches_shipped() -> None:
     d = fit_ifnso()
-    assert d.max_error() == pytest.approx(_shipped().max_error(), rel=1e-6)
+    assert d.max_error() == pytest.approx(_shipped(FIT_SPEC).max_error(), rel=1e-6)
 
 
 def test_cli_ifnso(tmp_path, capsys) -> None:
@@ -100,3 +112,10 @@ def test_cli_ifnso(tmp_path, capsys) -> None:
     assert "IFNSO N = 6" in capsys.readouterr().err
     spec = polygen.parse_spec(out.read_text(), source=str(out))
     assert spec.name == "ifnso_6"
+
+
+def test_both_ifnso_specs_cost_the_same_fifteen_matmuls() -> None:
+    """The published set and the refit share one form: R = I − XXᵀ, 13 squarings, the final product (15)."""
+    for name in ("ifnso_14", "ifnso_14_fit"):
+        plan = polygen.schedule(name, (512, 2048))
+        assert plan.matmuls == 15 and plan.form == "direct", (name, plan.matmuls)

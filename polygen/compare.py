@@ -71,8 +71,9 @@ class Row:
     gflop: float
     seconds: float
     err_map: float  # relative Frobenius error against the spec's exact spectral map (NaN for peers)
-    err_target: float  # spectral-norm error against the exact target (U Vᵀ, U S^p Vᵀ, A^(-1/r), ...)
+    err_target: float  # relative spectral-norm error against the exact target (U Vᵀ, unit-RMS U S^p Vᵀ, A^(-1/r))
     est_err: float = float("nan")  # estimated error against the map (polygen.runtime.accuracy; NaN for peers)
+    shape: str = ""  # the shape the row ran and was priced at (a symmetric spec's is square)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +84,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _spec_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(a.double() - b, ord=2).max())
+    """‖a − b‖₂ / ‖b‖₂ (worst over a batch): relative, like err_map, so targets of any scale compare."""
+    return float((torch.linalg.matrix_norm(a.double() - b, ord=2) / torch.linalg.matrix_norm(b, ord=2)).max())
 
 
 def compare(specs: list[str], shape: tuple[int, int], dtype: str = "float32", cond: float = 1e3,
@@ -111,7 +113,7 @@ def compare(specs: list[str], shape: tuple[int, int], dtype: str = "float32", co
         secs = time_call(lambda: f(G), repeats)  # noqa: B023
         est = f.plan_errors(G.shape[-2:], tdt)[f.plan_for(G.shape[-2:], tdt)]
         rows.append(Row(name, plan.form, plan.matmuls, plan.cost.dense_flops / 1e9, secs, _rel(Y, ref),
-                        _spec_err(Y, tgt), est))
+                        _spec_err(Y, tgt), est, "x".join(map(str, G.shape[-2:]))))
     if peers and False in inputs:
         G = inputs[False]
         m, n = sorted(G.shape[-2:])
@@ -120,17 +122,18 @@ def compare(specs: list[str], shape: tuple[int, int], dtype: str = "float32", co
         ref = spectral_reference(polygen.load_spec("muon_ns5"), G)
         secs = time_call(lambda: torch_muon_ns(G), repeats)
         flops = 5 * (2 * 2 * m * m * n + 2 * m**3) / 1e9
-        rows.append(Row("torch.optim.Muon NS", "direct", 15, flops, secs, _rel(Y, ref), _spec_err(Y, tgt)))
+        rows.append(Row("torch.optim.Muon NS", "direct", 15, flops, secs, _rel(Y, ref), _spec_err(Y, tgt),
+                        shape="x".join(map(str, G.shape[-2:]))))
     return rows
 
 
 def format_rows(rows: list[Row], shape: tuple[int, int], dtype: str) -> str:
     base = next((r.seconds for r in rows if r.name == "torch.optim.Muon NS"), None)
-    head = f"{'spec':<22} {'form':<7} {'matmuls':>7} {'GFLOP':>8} {'time ms':>9} {'GFLOP/s':>8} "
+    head = f"{'spec':<22} {'shape':>9} {'form':<7} {'matmuls':>7} {'GFLOP':>8} {'time ms':>9} {'GFLOP/s':>8} "
     head += f"{'est err':>9} {'err vs map':>11} {'err vs target':>13}" + (f" {'vs Muon':>8}" if base else "")
     lines = [f"compare at {shape[0]}x{shape[1]} {dtype}", head, "-" * len(head)]
     for r in rows:
-        line = (f"{r.name:<22} {r.form:<7} {r.matmuls:>7} {r.gflop:>8.2f} {r.seconds * 1e3:>9.1f} "
+        line = (f"{r.name:<22} {r.shape:>9} {r.form:<7} {r.matmuls:>7} {r.gflop:>8.2f} {r.seconds * 1e3:>9.1f} "
                 f"{r.gflop / r.seconds:>8.1f} {r.est_err:>9.1e} {r.err_map:>11.2e} {r.err_target:>13.2e}")
         if base:
             line += f" {base / r.seconds:>7.2f}x"

@@ -80,3 +80,22 @@ def test_bad_spec_is_a_clean_error(capsys, tmp_path):
 def test_check_ok(capsys):
     code, out, _ = run(capsys, "check")
     assert code == 0 and "up to date" in out
+
+
+def test_compare_err_vs_target_is_relative_and_shapes_are_as_priced(capsys):
+    """err vs target is ‖Y − T‖₂ / ‖T‖₂ (a unit-RMS U S^p Vᵀ has ‖T‖₂ of order √n, so an absolute figure would
+    not compare), recomputed here independently; a symmetric spec's row shows the square shape it ran at."""
+    import torch
+
+    from polygen.runtime.reference import power, random_with_spectrum
+
+    code, out, _ = run(capsys, "compare", "muonp_1_3", "inv_root_4", "--shape", "48x96", "--repeats", "1",
+                       "--no-peers", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and rows["muonp_1_3"]["shape"] == "48x96" and rows["inv_root_4"]["shape"] == "48x48"
+    G = random_with_spectrum((48, 96), 1e3, seed=0)
+    Y = polygen.load("muonp_1_3", backend="torch")(G).double()
+    T = power(G, 1 / 3)
+    want = float(torch.linalg.matrix_norm(Y - T, ord=2) / torch.linalg.matrix_norm(T, ord=2))
+    assert rows["muonp_1_3"]["err_target"] == pytest.approx(want, rel=1e-6)
+    assert rows["muonp_1_3"]["err_target"] < 1.0 < float(torch.linalg.matrix_norm(T, ord=2))

@@ -289,3 +289,21 @@ def test_chosen_plan_as_accurate_as_direct_at_kappa_1e3(name, dtype):
         # float32: the Gram form's u·max q (q ≤ 500 for NS5) is within the stated fp32 tolerance for κ ≤ 1e4
         bound = max(1.5 * direct, tol("ill", "float32", name)) if dtype == torch.float32 else 1.5 * direct + 1e-2
         assert chosen <= bound, (shape, key, chosen, direct)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_norms_are_accurate_where_torchs_float32_norm_is_not(dtype):
+    """frobenius accumulates rows in float32 and their squares in float64: at 4M entries torch's one-stage
+    float32 norm is ~8e-5 off, polygen's within 1e-6 (bf16 input) / 1e-7 (float32) — so the input normalization
+    and muonp's unit-RMS rescale are too."""
+    from polygen.runtime.torch_ops import frobenius
+
+    X = torch.randn(2, 1024, 4096, generator=torch.Generator().manual_seed(3)).to(dtype)
+    exact = torch.linalg.vector_norm(X.double(), dim=(-2, -1), keepdim=True)
+    one_stage = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.float32).double()
+    ours = frobenius(X, torch.float32).double()
+    assert float(((one_stage - exact) / exact).abs().max()) > 1e-5  # the error this guards against
+    assert float(((ours - exact) / exact).abs().max()) < (1e-7 if dtype == torch.float32 else 1e-6)
+    Y = polygen.load("muonp_1_3", backend="torch")(X[:1].float() * 1e-3)
+    rms = torch.linalg.vector_norm(Y.double()) / (1024 * 4096) ** 0.5
+    assert abs(float(rms) - 1.0) < 1e-6

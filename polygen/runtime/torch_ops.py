@@ -104,19 +104,30 @@ def product(A: torch.Tensor, B: torch.Tensor, C: torch.Tensor | None, beta: floa
 
 
 def frobenius(X: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """‖X_i‖_F of each matrix of a (batch, m, n) stack as (batch, 1, 1), accumulated in ``dtype``; matrix by
-    matrix in deterministic eager CPU code (see _matrix_by_matrix). With the long side sharded
-    (:func:`long_side_sharded`), X is this rank's columns and the norm the whole matrix's (one all-reduce)."""
+    """‖X_i‖_F of each matrix of a (batch, m, n) stack as (batch, 1, 1), in ``dtype``.
+
+    Accumulated in two stages, each row's norm in float32 (float64 for float64 input) and the rows' in float64:
+    torch's one-stage float32 norm of a 1024×4096 matrix is 8e-5 off (its reduction is not pairwise), which
+    every normalization and unit-RMS rescale would inherit; two stages are right to ~1e-9 (float32 input) or
+    ~5e-7 (bfloat16) and no slower (bench/RESULTS.md §10). Matrix by matrix in deterministic eager CPU code (see
+    _matrix_by_matrix). With the long side sharded (:func:`long_side_sharded`), X is this rank's columns and
+    the norm the whole matrix's (one all-reduce of the squares)."""
+    rows_dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
+
+    def squares(Y: torch.Tensor) -> torch.Tensor:  # (batch, 1, 1) sums of squares in float64
+        rows = torch.linalg.vector_norm(Y, dim=-1, dtype=rows_dtype).to(torch.float64)
+        return rows.square().sum(-1).reshape(-1, 1, 1)
+
     group = _LONG_SIDE[-1]
     if group is not None:
         import torch.distributed as dist
 
-        sq = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=torch.float64).square()
+        sq = squares(X)
         dist.all_reduce(sq, group=group)
         return sq.sqrt().to(dtype)
     if _matrix_by_matrix(X) and X.size(0) > 0:
-        return torch.stack([torch.linalg.vector_norm(x, dtype=dtype) for x in X]).reshape(-1, 1, 1)
-    return torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=dtype)
+        return torch.cat([squares(x.unsqueeze(0)) for x in X]).sqrt().to(dtype)
+    return squares(X).sqrt().to(dtype)
 
 
 _LONG_SIDE: list[Any] = [None]  # the process group over which the long side is sharded (None: it is not)

@@ -71,12 +71,12 @@ def grads_finite(optimizer_name: str, groups: Iterable[dict], mode: str, process
     raise or skip, and ranks that disagree on which parameters have gradients raise RuntimeError together,
     where their collectives would otherwise hang.
     """
+    if mode == "off":  # no check and no host sync, on one rank or many
+        return True
     groups = list(groups)
     present = [p.grad is not None for g in groups for p in g["params"]]
-    if mode == "off" and not process_groups:
-        return True
     flags = [_all_finite(p.grad) for g in groups for p in g["params"] if p.grad is not None]
-    ok = bool(torch.stack(flags).all()) if flags and mode != "off" else True
+    ok = bool(torch.stack(flags).all()) if flags else True
     elsewhere = False
     if process_groups:
         from polygen.optim.distributed import all_agree

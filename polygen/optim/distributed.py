@@ -1,6 +1,6 @@
 """Where a matrix optimizer's work runs across ranks, on torch.distributed itself (no engine of its own).
 
-Two layouts of a parameter are distributed (every other DTensor placement is refused by name):
+Three layouts of a parameter are distributed (every other DTensor placement is refused by name):
 
 * **sharded** — a DTensor ``Shard(0)`` on a 1-D mesh, as FSDP2's ``fully_shard`` leaves it. Each matrix of a
   bucket has one owner rank (entry i → rank i mod W); one ``all_to_all_single`` sends every rank's rows of the
@@ -8,14 +8,21 @@ Two layouts of a parameter are distributed (every other DTensor placement is ref
   one sends the rows back. No generated plan ever sees a DTensor (a ``Partial`` DTensor through a plan's
   in-place diagonal add adds the constant once per rank). Bytes off-rank per step: about 2(W−1)/W² of the
   bucket's updates in the iteration dtype, against (W−1)/W to gather them.
+* **columns** — ``Shard(1)`` of a 2-D matrix (tensor parallel). When the sharded side is the long one (also
+  for ``Shard(0)`` of tall matrices), every rank may instead run the plan on its own columns, each product
+  over the long side and each norm summed by one all-reduce (torch_ops.long_side_sharded); columns_choice
+  prices that against the owners' all-to-all per bucket.
 * **replicated** — plain tensors with ``process_group=`` given (DDP): rank i mod W computes entry i, and one
   ``all_gather_single`` per bucket shares the results.
+
+Muon and MuonP distribute by matrix; Shampoo by matrix parameter, whose owner keeps its factors and roots.
 
 Every rank builds the same buckets in the same order (checked at construction, see ``check_same_layout``),
 so the collectives pair up; the non-finite guard is reduced over the group, so one rank's NaN makes every
 rank raise or skip. A matrix's result does not depend on the rest of its batch under
-``torch.use_deterministic_algorithms(True)`` (polygen.runtime.torch_ops), which makes the distributed step
-bitwise the single-process one on the CPU.
+``torch.use_deterministic_algorithms(True)`` (polygen.runtime.torch_ops), which makes the owner and
+replicated ways bitwise the single-process step on the CPU (the Gram way sums in another order: float32
+rounding apart).
 """
 
 from __future__ import annotations

@@ -94,3 +94,23 @@ def test_guard_under_torch_compile_after_one_eager_call():
     torch._dynamo.reset()
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(compiled(G).float(), eager.float(), rtol=0.02, atol=0.02)
+
+
+def test_a_spec_forcing_the_gram_form_runs_it_under_every_policy():
+    """No direct plan to fall back to: "direct" and "guard" run the one form the spec allows (this used to look
+    up a "direct" plan that is not there)."""
+    text = polygen.runtime.specfiles.spec_text("muon_ns5")[0].replace(
+        'name = "muon_ns5"', 'name = "ns5_gram_only"') + '\n[hints]\nform = "gram"\nforce = true\n'
+    spec = polygen.parse_spec(text, source="<gram only>")
+    G = random_with_spectrum((32, 96), 1e3, seed=2)
+    for policy in accuracy.POLICIES:
+        f = polygen.load(spec, backend="torch", accuracy=policy)
+        assert "direct" not in f.plans
+        assert f.plan_for(G.shape, G.dtype).startswith("gram") and f(G).shape == G.shape
+
+
+def test_estimates_follow_each_problems_own_ranking():
+    """Two shapes sharing a proxy get one measurement, each listed in its own ranking's order."""
+    f = polygen.load("muon_ns5", backend="torch")
+    for shape in [(256, 1024), (300, 300)]:
+        assert list(f.plan_errors(shape, torch.float32)) == f.ranked_plans(shape, torch.float32)

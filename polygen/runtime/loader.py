@@ -176,8 +176,10 @@ class PolygenFunction:
         m, n = self._problem(shape)
         key = (backend, m, n, str(dtype))
         if key not in self._guarded:
-            if self.accuracy == "direct" or "direct" not in self._module(backend).PLAN_FUNCTIONS:
-                self._guarded[key] = "direct" if self.accuracy == "direct" else self.ranked_plans(shape, dtype)[0]
+            if "direct" not in self._module(backend).PLAN_FUNCTIONS:  # a spec that forces one form: nothing to pick
+                self._guarded[key] = self.ranked_plans(shape, dtype, backend)[0]
+            elif self.accuracy == "direct":
+                self._guarded[key] = "direct"
             else:
                 import torch
 

@@ -311,7 +311,7 @@ class Shampoo(DistributedLayouts, Optimizer):
         if not params:
             return
         lr = group["lr"].item() if isinstance(group["lr"], Tensor) else group["lr"]
-        beta1, beta2 = group["betas"]
+        beta1 = group["betas"][0]  # β₂ is the factors' (_matrix_dirs)
         bg, wd = group["grafting_beta2"], group["weight_decay"]
         states = [self._init_state(group, p) for p in params]
         for st in states:

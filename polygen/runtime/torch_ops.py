@@ -65,10 +65,15 @@ def rank_plans(plans: Plans, m: int, n: int, dtype: torch.dtype) -> list[Plan]:
 
 
 def choose_plan(plans: Plans, m: int, n: int, dtype: torch.dtype) -> Plan:
-    """The plan whose cost polynomial is lowest for an (m, n) problem (m <= n) in this dtype."""
-    ranked = rank_plans(plans, m, n, dtype)
-    assert ranked, "a module has at least one plan per dtype"
-    return ranked[0]
+    """The plan whose cost polynomial is lowest for an (m, n) problem (m <= n) in this dtype (rank_plans'
+    first). A loop, not rank_plans: torch.compile traces this, and dynamo cannot sort by symbolic costs."""
+    best, best_cost = None, math.inf
+    for fn, poly in plans[dtype_class(dtype)]:
+        cost = sum(c * m**i * n**j for (i, j), c in poly)
+        if cost < best_cost:
+            best, best_cost = fn, cost
+    assert best is not None, "a module has at least one plan per dtype"
+    return best
 
 
 def _matrix_by_matrix(A: torch.Tensor) -> bool:

@@ -134,8 +134,8 @@ def test_muonp_spec_path_is_keyed_by_content(tmp_path, monkeypatch):
 
 
 def test_a_new_shampoo_runs_what_the_root_spec_file_says_now(tmp_path):
-    _need("inv_root_4")
-    text = _renamed("inv_root_4", "my_root")
+    _need("inv_root_4_newton")
+    text = _renamed("inv_root_4_newton", "my_root")
     assert "repeat = 20\n" in text
     path = tmp_path / "my_root.toml"
     path.write_text(text, encoding="utf-8")

@@ -91,6 +91,7 @@ SWEEP = {
     "polygen_polar_express": [0.005, 0.01, 0.02, 0.05],
     "polygen_prism_polar": [0.005, 0.01, 0.02, 0.05],
     "muonp_1_3": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05],
+    "muonp_1_3_fit": [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05],
     "shampoo": [1e-3, 3e-3, 1e-2],
 }
 # Best of SWEEP by final validation loss in `--quick --sweep` on the 2-core dev CPU (SWEEP_RESULT). The quick
@@ -102,6 +103,7 @@ LRS = {
     "polygen_polar_express": 0.02,
     "polygen_prism_polar": 0.02,
     "muonp_1_3": 3e-3,
+    "muonp_1_3_fit": 3e-3,  # not swept: the published schedule's lr, for a like-for-like comparison
     "shampoo": 3e-3,
 }
 SWEEP_RESULT = """
@@ -124,7 +126,8 @@ LABELS = {
     "polygen_muon_ns5": "polygen Muon (muon_ns5) + AdamW",
     "polygen_polar_express": "polygen Muon (polar_express) + AdamW",
     "polygen_prism_polar": "polygen Muon (prism_polar) + AdamW",
-    "muonp_1_3": "polygen MuonP (p=1/3) + AdamW",
+    "muonp_1_3": "polygen MuonP (p=1/3, published muonp_1_3) + AdamW",
+    "muonp_1_3_fit": "polygen MuonP (p=1/3, fitted muonp_1_3_fit) + AdamW",
     "shampoo": "polygen Shampoo (inv_root_4)",
 }
 
@@ -140,8 +143,8 @@ def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimi
                                        weight_decay=WEIGHT_DECAY))
     if name.startswith("polygen_"):
         return MuonWithAdamW(model, lr=lr, weight_decay=WEIGHT_DECAY, spec=name.removeprefix("polygen_"), **adamw_kw)
-    if name == "muonp_1_3":
-        return MuonWithAdamW(model, optimizer="muonp", lr=lr, weight_decay=WEIGHT_DECAY, **adamw_kw)
+    if name.startswith("muonp_"):
+        return MuonWithAdamW(model, optimizer="muonp", lr=lr, weight_decay=WEIGHT_DECAY, spec=name, **adamw_kw)
     if name == "shampoo":
         return Shampoo(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=WEIGHT_DECAY,
                        precondition_frequency=10, max_preconditioner_dim=512, epsilon=1e-10)
@@ -151,7 +154,8 @@ def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimi
 def available_runs() -> list[str]:
     specs = set(polygen.list_specs())
     need = {"polygen_muon_ns5": "muon_ns5", "polygen_polar_express": "polar_express",
-            "polygen_prism_polar": "prism_polar", "muonp_1_3": "muonp_1_3", "shampoo": "inv_root_4"}
+            "polygen_prism_polar": "prism_polar", "muonp_1_3": "muonp_1_3", "muonp_1_3_fit": "muonp_1_3_fit",
+            "shampoo": "inv_root_4"}
     return [n for n in LABELS if need.get(n, "") in specs or n not in need]
 
 

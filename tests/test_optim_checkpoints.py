@@ -266,7 +266,7 @@ def test_torch_muon_checkpoint_loads_into_muonp_with_its_momentum():
     opt = MuonP(model.parameters(), lr=1e-3, ns_dtype=torch.float32)
     opt.load_state_dict(ckpt)
     group = opt.param_groups[0]
-    assert group["lr"] == TORCH_MUON["lr"] and (group["spec"], group["p"]) == ("muonp_1_3", "1/3")
+    assert group["lr"] == TORCH_MUON["lr"] and (group["spec"], group["p"]) == ("muonp_1_3_fit", "1/3")
     _grads(model, 3)
     before = [p.detach().clone() for p in model.parameters()]
     opt.step()

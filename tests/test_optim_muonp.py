@@ -33,9 +33,11 @@ def _one_step(shape, **kw) -> tuple[torch.Tensor, torch.Tensor, MuonP]:
     return -w.detach(), G, opt
 
 
-@pytest.mark.parametrize("p, spec", [(Fraction(1, 3), "muonp_1_3"), ("1/5", "muonp_1_5"), (0.6, "muonp_3_5")])
+@pytest.mark.parametrize("p, spec", [(Fraction(1, 3), "muonp_1_3_fit"), ("1/5", "muonp_1_5_fit"),
+                                     (0.6, "muonp_3_5_fit")])
 @pytest.mark.parametrize("shape", [(16, 32), (32, 16)])
 def test_update_is_unit_rms_fractional_power(p, spec, shape):
+    """The default schedule is the per-step fitted spec (issue 16)."""
     _need(spec)
     update, G, opt = _one_step(shape, p=p, adjust_lr_fn="unit_rms", ns_dtype=torch.float32)
     assert opt.param_groups[0]["spec"] == spec
@@ -46,6 +48,15 @@ def test_update_is_unit_rms_fractional_power(p, spec, shape):
     T = _power_target(G, float(Fraction(p) if not isinstance(p, float) else p))
     cos = float((update.double() * T).sum() / (update.double().norm() * T.norm()))
     assert cos > 0.9, cos
+
+
+@pytest.mark.parametrize("p, spec", [(Fraction(1, 3), "muonp_1_3"), ("1/2", "muonp_1_2")])
+def test_published_schedule_is_selectable(p, spec):
+    _need(spec)
+    opt = MuonP([torch.nn.Parameter(torch.zeros(8, 16))], p=p, schedule="published")
+    assert opt.param_groups[0]["spec"] == spec
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        MuonP([torch.nn.Parameter(torch.zeros(8, 16))], schedule="best")
 
 
 @pytest.mark.parametrize("adjust, scale", [(None, 1 / 32**0.5), ("original", 1 / 32**0.5),

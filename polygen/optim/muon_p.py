@@ -48,8 +48,18 @@ def _as_fraction(p: Any) -> Fraction:
     return f
 
 
-def builtin_spec_for(p: Fraction) -> str:
-    return f"muonp_{p.numerator}_{p.denominator}"
+SCHEDULES = ("fitted", "published")
+
+
+def builtin_spec_for(p: Fraction, schedule: str = "fitted") -> str:
+    """The built-in spec for ``p``: the per-step fitted schedule (``muonp_<num>_<den>_fit``, `polygen fit power
+    --per-step`) where one ships, else (or with ``schedule="published"``) the recurrence ``muonp_<num>_<den>``."""
+    from polygen.runtime.specfiles import list_specs
+
+    base = f"muonp_{p.numerator}_{p.denominator}"
+    if schedule == "fitted" and f"{base}_fit" in list_specs():
+        return f"{base}_fit"
+    return base
 
 
 class MuonP(MatrixOptimizer):
@@ -58,7 +68,11 @@ class MuonP(MatrixOptimizer):
     Args:
         params: as :class:`polygen.optim.Muon` (matrices only; names in errors when given).
         p: the power (``Fraction(1, 3)`` default; also ``"1/5"``, ``0.6``). Selects the built-in spec
-            ``muonp_<num>_<den>`` (muonp_1_3, muonp_1_5, muonp_3_5, … as shipped in polygen/specs/).
+            ``muonp_<num>_<den>_fit`` (per-step fitted coefficients: 4-30× closer to U S^p Vᵀ than the published
+            recurrences at the same matmuls, bench/RESULTS.md §12) or, with ``schedule="published"``,
+            ``muonp_<num>_<den>`` (the authors' recurrence; for p = 1/2 polygen's damped-Newton fit, since the
+            published default diverges).
+        schedule: ``"fitted"`` (default) or ``"published"``; only used without ``spec``.
         spec: a ``target = "power"`` spec (name, path or parsed); overrides ``p`` (its own p is used; passing a
             different ``p`` explicitly is an error).
         lr, weight_decay, momentum, nesterov: as Muon (defaults 1e-3, 0.1, 0.95, True).
@@ -80,6 +94,7 @@ class MuonP(MatrixOptimizer):
         nesterov: bool = True,
         adjust_lr_fn: str | None = None,
         *,
+        schedule: str = "fitted",
         backend: str = "auto",
         ns_dtype: torch.dtype = torch.bfloat16,
         nonfinite: str = "raise",
@@ -89,10 +104,12 @@ class MuonP(MatrixOptimizer):
     ) -> None:
         explicit_p = p is not _DEFAULT_P
         frac = _as_fraction(p)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
         if spec is None:
             from polygen.runtime.specfiles import list_specs
 
-            spec = builtin_spec_for(frac)
+            spec = builtin_spec_for(frac, schedule)
             if spec not in list_specs():
                 have = [s for s in list_specs() if s.startswith("muonp_")]
                 raise ValueError(f"p={p!r}: no built-in spec {spec!r} (have {', '.join(have) or 'none'}); "

@@ -262,15 +262,21 @@ def check_tp(world: int, rank: int) -> dict:
             tol = {torch.float32: 1e-5, torch.bfloat16: 2e-3}[ns_dtype]  # 0.02 · the update's rounding
             if worst > tol:
                 raise AssertionError(f"tp {mode} {ns_dtype}: max diff {worst:.3e} > {tol}")
-            mod = polygen.load("muon_ns5", backend="torch")._module("torch")
+            fn = polygen.load("muon_ns5", backend="torch")
+            mod = fn._module("torch")
+
+            def choice(k: int, m: int, n: int, fn=fn, mod=mod, dt=ns_dtype) -> str:
+                """The Gram way's plan among those the optimizer's accuracy policy admits (guard)."""
+                allowed = {fn.plan_for((m, n), dt, "torch")}
+                return pd.columns_choice(mod, k, m, n, world, dt, "gram", allowed)[1]
+
             if mode == "gram":
                 wide = [(16, 40, 3), (24, 24, 1), (12, 48, 1)]  # buckets whose long side is sharded
                 sums = 0
                 for m, n, k in wide:
-                    _, plan = pd.columns_choice(mod, k, m, n, world, ns_dtype, "gram")
-                    sums += mod.LONG_SIDE_SUMS[plan] + 1
+                    sums += mod.LONG_SIDE_SUMS[choice(k, m, n)] + 1
                 # 48x12 (short side sharded) shares 12x48's bucket: that bucket goes the owner way
-                sums -= mod.LONG_SIDE_SUMS[pd.columns_choice(mod, 1, 12, 48, world, ns_dtype, "gram")[1]] + 1
+                sums -= mod.LONG_SIDE_SUMS[choice(1, 12, 48)] + 1
                 assert calls == {"all_reduce": sums + 1, "all_to_all_single": 2}, (calls, sums)
             out[f"{mode}/{str(ns_dtype)[6:]}"] = worst
     # rows sharded on the long side (Shard(0) of tall matrices, ColwiseParallel's weights): the Gram way on the

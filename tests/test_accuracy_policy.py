@@ -46,8 +46,8 @@ def test_float32_gram_plan_is_measurably_less_accurate():
 
 
 def test_policies_pick_plans():
-    fastest = polygen.load("muon_ns5", backend="torch")
-    guard = polygen.load("muon_ns5", backend="torch", accuracy="guard")
+    fastest = polygen.load("muon_ns5", backend="torch", accuracy="fastest")
+    guard = polygen.load("muon_ns5", backend="torch")  # the default policy
     direct = polygen.load("muon_ns5", backend="torch", accuracy="direct")
     assert fastest.plan_for((256, 1024), torch.float32) == "gram_float32"
     assert guard.plan_for((256, 1024), torch.float32) == "direct"  # the Gram plan fails the guard in float32
@@ -63,7 +63,9 @@ def test_guard_runs_the_plan_it_reports():
     guard = polygen.load("muon_ns5", backend="torch", accuracy="guard")
     plan = guard.plan_for(G.shape, G.dtype)
     torch.testing.assert_close(guard(G), guard(G, plan=plan), rtol=0, atol=0)
-    assert not torch.equal(guard(G), polygen.load("muon_ns5", backend="torch")(G))  # fastest runs the Gram plan
+    assert guard.accuracy == "guard" and polygen.load("muon_ns5").accuracy == "guard"  # the default
+    fastest = polygen.load("muon_ns5", backend="torch", accuracy="fastest")
+    assert not torch.equal(guard(G), fastest(G))  # fastest runs the Gram plan
 
 
 def test_guard_takes_the_cheapest_passing_plan(monkeypatch):

@@ -103,7 +103,9 @@ def test_a_chain_fed_by_another_chains_output_is_not_stacked_with_it():
     gm, regions = _pass_over(twice, x)
     assert [r.stacked for r in regions] == [1, 1] and all(r.status == "rewritten" for r in regions)
     assert _targets(gm).count(torch.ops.polygen.recovered.default) == 2
-    torch.testing.assert_close(gm(x), kj(kj(x) - 1.0), rtol=1e-4, atol=1e-4)
+    # the Gram plan the gate admits (within 2x the user's loop's error at kappa = 1e3) on an input whose second
+    # chain starts from kj(x) - 1: float32 rounding of both sides, 1.2e-4 at worst on this machine
+    torch.testing.assert_close(gm(x), kj(kj(x) - 1.0), rtol=1e-3, atol=3e-4)
 
 
 def test_explain_reports_without_running_and_names_coefficients():

@@ -165,7 +165,7 @@ def _symmetric_plans_module(name):
     """The torch function of a spec and the run-time module its block-triangle products go through."""
     from polygen.runtime import torch_ops
 
-    return polygen.load(name, backend="torch"), torch_ops
+    return polygen.load(name, backend="torch", accuracy="fastest"), torch_ops  # the cost model's plans
 
 
 RECTANGULAR = [n for n in polygen.list_specs() if polygen.load_spec(n).input_kind == "rectangular"]

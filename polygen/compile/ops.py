@@ -23,7 +23,9 @@ SOURCE = "<recovered by polygen.compile>"
 
 @functools.lru_cache(maxsize=256)
 def function_for(spec_text: str, backend: str = "auto") -> PolygenFunction:
-    return PolygenFunction(SpecText(spec_text, SOURCE), backend=backend)
+    """The recovered spec's function; "fastest" because the pass picks every plan itself (its own accuracy gate,
+    polygen.compile.accuracy) and passes it explicitly."""
+    return PolygenFunction(SpecText(spec_text, SOURCE), backend=backend, accuracy="fastest")
 
 
 @torch.library.custom_op("polygen::recovered", mutates_args=())

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -69,12 +69,13 @@ def plan_seconds(mod: Any, name: str, m: int, n: int, dtype: torch.dtype) -> flo
 
 
 def columns_choice(mod: Any, count: int, m: int, n: int, world: int, dtype: torch.dtype,
-                   mode: str = "auto") -> tuple[str, str]:
+                   mode: str = "auto", allowed: Collection[str] | None = None) -> tuple[str, str]:
     """How a bucket of ``count`` (m, n) matrices with their n columns sharded over ``world`` ranks runs:
     ("gram", plan) — every rank runs ``plan`` on its columns of all of them, each long-side sum and norm one
     all-reduce of k·m² floats — or ("owner", "") — the columns move to one owner per matrix by two
     all-to-alls. The cheaper by the cost model plus tuning.collective_seconds per collective; ``mode`` forces
-    one ("gram" where it applies: m <= n and a plan without sketches or fitted scalars)."""
+    one ("gram" where it applies: m <= n and a plan without sketches or fitted scalars). ``allowed``: the plans
+    the function's accuracy policy admits for this problem (None: all)."""
     from polygen.runtime.torch_ops import rank_plans
     from polygen.runtime.tuning import collective_seconds
 
@@ -86,12 +87,13 @@ def columns_choice(mod: Any, count: int, m: int, n: int, world: int, dtype: torc
     if m <= n:
         for fn in rank_plans(mod._PLANS, m, n, dtype):
             name = names[fn]
-            if sums.get(name) is None:
+            if sums.get(name) is None or (allowed is not None and name not in allowed):
                 continue
             collectives = sums[name] + 1 + rescale  # + the input's norm (+ the rms rescale's)
             grams.append((count * plan_seconds(mod, name, m, -(-n // world), dtype)
                           + collectives * collective_seconds(count * m * m * 4), name))
-    best = names[rank_plans(mod._PLANS, min(m, n), max(m, n), dtype)[0]]
+    best = next(names[fn] for fn in rank_plans(mod._PLANS, min(m, n), max(m, n), dtype)
+                if allowed is None or names[fn] in allowed)
     owner_s = (-(-count // world) * plan_seconds(mod, best, min(m, n), max(m, n), dtype)
                + 2 * collective_seconds(2 * (world - 1) / world**2 * count * m * n * item))
     if mode == "owner" or not grams:

@@ -337,7 +337,13 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
         if not all(m <= n for _, m, n in wide_shapes):
             return "owner", ""
         _, m, n = wide_shapes[0]
-        return columns_choice(fn._module("torch"), len(wide_shapes), m, n, lay.world, ns_dtype, self.tp_mode)
+        allowed = None
+        if self.ns_plan is not None:
+            allowed = {self.ns_plan}
+        elif fn.accuracy != "fastest":
+            allowed = {fn.plan_for((m, n), ns_dtype, "torch")}  # the policy's plan (guard: measured once)
+        return columns_choice(fn._module("torch"), len(wide_shapes), m, n, lay.world, ns_dtype, self.tp_mode,
+                              allowed)
 
     def _gram_way(self, fn: Any, plan: str, ns_dtype: torch.dtype, lay: Any, columns: list[Tensor]) -> list[Tensor]:
         """Every rank runs ``plan`` on its columns of all the bucket's (wide) matrices, each long-side product

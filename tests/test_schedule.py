@@ -435,3 +435,19 @@ def test_torch_emitter_blocks_exactly_the_products_the_cost_model_discounts(name
                 expected16 += len(block_triangle_ops(sched, "bfloat16"))
     assert emitted == expected and emitted16 == expected16
     assert (expected > 0) == rectangular
+
+
+def test_a_per_step_coefficient_on_two_invariant_products_is_not_hoisted(tmp_path):
+    """e_t·x³ + f_t·x⁵ with table coefficients: the even factor e_t·XXᵀ + f_t·(XXᵀ)² changes every step, so its
+    product with X stays in the loop (it was hoisted, reading a temporary of the loop body: KeyError 't0')."""
+    from polygen.runtime.reference import random_with_spectrum, spectral_reference
+
+    text = polygen.spec.spec_text("muonp_3_5_fit")[0].replace('name = "muonp_3_5_fit"', 'name = "x5_terms"')
+    text = text.replace('+ e*x**3" }', '+ e*x**3 + 0.001*x**5" }')
+    assert "0.001*x**5" in text
+    path = tmp_path / "x5_terms.toml"
+    path.write_text(text)
+    assert polygen.schedule(str(path), (64, 128)).matmuls == 31
+    G = random_with_spectrum((2, 40, 72), 1e2, seed=1)
+    Y = polygen.load(str(path), backend="torch")(G)
+    assert float((Y.double() - spectral_reference(polygen.load_spec(str(path)), G)).norm() / G.norm()) < 2e-5

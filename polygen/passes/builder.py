@@ -67,6 +67,10 @@ class Builder:
         self.memos: list[dict] = []  # CSE tables that may hand out our temps; a fold forgets them there
         self._pinned: set[str] = set()  # names bound to a symbol (lets): read later, never folded or renamed
 
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is a temporary of this region (so not visible before it, e.g. in a prologue)."""
+        return name in self._temps
+
     def fresh(self) -> str:
         name = f"{self.prefix}{self._n}"
         self._n += 1

@@ -157,7 +157,10 @@ def realize_odd(scope: Scope, poly: Poly, rect: set[str], out: str = "") -> str:
             scalar_terms.append((aff.k0, xc))
         if aff.m is None:
             continue
-        if carrier in scope.invariant and all(scope._sym_invariant(s) for s in h.symbols):
+        # hoistable only when the even factor itself was built before the loop: one that combines invariant
+        # products with per-step coefficients (e·XXᵀ + f·(XXᵀ)², e and f a table's) is a temporary of the step
+        if (carrier in scope.invariant and all(scope._sym_invariant(s) for s in h.symbols)
+                and not scope.builder.owns(aff.m)):
             key = ("hoisted-product", aff.m, xc)
             if key not in scope.hoist_memo:
                 scope.hoist_memo[key] = scope.prologue.matmul(aff.m, xc, note="loop-invariant product")

@@ -99,7 +99,7 @@ def test_roots_against_eigh_fp32_large(name, expo):
     assert rel_err(f(A), matrix_power_sym(A, expo)) <= 1e-4
 
 
-@pytest.mark.parametrize("name,matmuls", [("inv_root_4", 32), ("inv_root_2", 27)])
+@pytest.mark.parametrize("name,matmuls", [("inv_root_4", 29), ("inv_root_2", 27)])
 def test_designed_roots_pinned_matmuls(name, matmuls):
     """The designed coupled iterations (polygen fit root): the count the design promised, which is what makes
     them faster than Distributed Shampoo's early-exit Newton (48-52 matmuls for r = 4 at kappa = 1e3)."""

@@ -99,3 +99,16 @@ def test_compare_err_vs_target_is_relative_and_shapes_are_as_priced(capsys):
     want = float(torch.linalg.matrix_norm(Y - T, ord=2) / torch.linalg.matrix_norm(T, ord=2))
     assert rows["muonp_1_3"]["err_target"] == pytest.approx(want, rel=1e-6)
     assert rows["muonp_1_3"]["err_target"] < 1.0 < float(torch.linalg.matrix_norm(T, ord=2))
+
+
+def test_compare_prints_the_plan_the_policy_runs(capsys):
+    """Under accuracy="guard" the float32 NS5 function runs the direct plan where the cost model's cheapest is
+    the Gram plan: compare's form and matmuls are those of the plan that ran (it printed the Gram plan's)."""
+    import torch
+
+    f = polygen.load("muon_ns5", backend="torch")
+    assert polygen.schedule("muon_ns5", (256, 1024)).form == "gram"
+    assert f.plan_for((256, 1024), torch.float32) == "direct"
+    code, out, _ = run(capsys, "compare", "muon_ns5", "--shape", "256x1024", "--repeats", "1", "--no-peers", "--json")
+    (row,) = json.loads(out)
+    assert code == 0 and (row["form"], row["matmuls"]) == ("direct", 15)

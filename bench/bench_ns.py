@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polygen  # noqa: E402
-from polygen.compare import DTYPES, time_interleaved, torch_muon_ns  # noqa: E402
+from polygen.compare import DTYPES, run_cost, time_interleaved, torch_muon_ns  # noqa: E402
 from polygen.runtime.reference import polar, random_with_spectrum, spectral_reference  # noqa: E402
 
 DEFAULT_SHAPES = ["1024x4096", "4096x1024", "2048x2048", "768x3072"]
@@ -60,8 +60,7 @@ def bench(shape: tuple[int, int], dtype: str, repeats: int) -> dict:
     t_mm, t_poly, t_direct, t_muon = med["mm"], med["polygen"], med["direct"], med["muon"]
     peak = 2 * a * a * b / min(times["mm"])  # the best of the rounds: the machine's practical peak
     # the cost of the plan f runs (its accuracy policy may take another than the cost model's cheapest)
-    cost = plan.cost if key.startswith(plan.form) else dict(plan.alternatives).get(
-        "direct" if key == "direct" else "gram", plan.cost)
+    _, cost = run_cost(plan, key)
     flops_plan = cost.flops  # performed: symmetric products pay only their computed blocks
     return {
         "shape": f"{m}x{n}", "dtype": dtype, "plan": key, "matmuls": cost.matmuls,

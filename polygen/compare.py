@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -18,6 +19,15 @@ from polygen.runtime.reference import random_with_spectrum, spectral_reference, 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 MUON_ABC = (3.4445, -4.7750, 2.0315)
 
+
+
+def run_cost(plan: Any, key: str) -> tuple[str, Any]:
+    """(form, cost) of the plan named ``key`` a function ran, from ``polygen.schedule``'s plan (the cost model's
+    cheapest) and its alternatives: an accuracy policy may run another than the cheapest."""
+    if key.startswith(plan.form):
+        return plan.form, plan.cost
+    form = "direct" if key == "direct" else "gram"
+    return form, dict(plan.alternatives).get(form, plan.cost)
 
 def torch_muon_ns(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
     """torch.optim.Muon's Newton–Schulz: its own function for bfloat16, the identical loop for other dtypes."""
@@ -113,10 +123,7 @@ def compare(specs: list[str], shape: tuple[int, int], dtype: str = "float32", co
         secs = time_call(lambda: f(G), repeats)  # noqa: B023
         key = f.plan_for(G.shape[-2:], tdt)  # what f runs under its accuracy policy (guard: maybe not the cheapest)
         est = f.plan_errors(G.shape[-2:], tdt)[key]
-        form, cost = plan.form, plan.cost
-        if not key.startswith(plan.form):
-            form = "direct" if key == "direct" else "gram"
-            cost = dict(plan.alternatives).get(form, plan.cost)
+        form, cost = run_cost(plan, key)
         rows.append(Row(name, form, cost.matmuls, cost.dense_flops / 1e9, secs, _rel(Y, ref),
                         _spec_err(Y, tgt), est, "x".join(map(str, G.shape[-2:]))))
     if peers and False in inputs:

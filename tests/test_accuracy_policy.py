@@ -116,3 +116,13 @@ def test_estimates_follow_each_problems_own_ranking():
     f = polygen.load("muon_ns5", backend="torch")
     for shape in [(256, 1024), (300, 300)]:
         assert list(f.plan_errors(shape, torch.float32)) == f.ranked_plans(shape, torch.float32)
+
+
+def test_guard_traced_before_any_eager_call_runs_direct_and_decides_nothing(monkeypatch):
+    """Under torch.compile the measurement cannot run (fullgraph forbids its graph break): the plan the guard
+    admits by definition runs, and no decision is cached, so a later eager call still measures and picks."""
+    f = polygen.load("muon_ns5", backend="torch")
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert f.plan_for((1024, 256), torch.bfloat16) == "direct" and not f._guarded
+    monkeypatch.undo()
+    assert f.plan_for((1024, 256), torch.bfloat16) == "gram_bfloat16" and f._guarded

@@ -65,3 +65,12 @@ def test_fit_root_regenerates_shipped_inv_root_4(tmp_path) -> None:
                  "-o", str(out)]) == 0
     shipped = polygen.spec.spec_text("inv_root_4")[0]
     assert out.read_text() == shipped
+
+
+def test_bad_arguments_are_one_line_errors(capsys) -> None:
+    from polygen.cli import main
+
+    assert main(["fit", "root", "--r", "0", "--lower", "1e-6"]) == 2
+    assert "polygen fit root: error: r must be a positive integer" in capsys.readouterr().err
+    assert main(["fit", "root", "--r", "4", "--lower", "3"]) == 2
+    assert "need 0 < lower < upper" in capsys.readouterr().err

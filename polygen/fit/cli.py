@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def _command(args: argparse.Namespace) -> str:
             continue
         parts.append(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}"))
     return " ".join(parts)
+
+
+def _checked(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A design's own argument checks (ValueError: r < 1, an empty domain, a malformed term) as a one-line
+    usage error with exit status 2, as argparse reports its own, not a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd(args)
+        except (ValueError, RuntimeError) as e:  # RuntimeError: no design reaches the asked accuracy
+            print(f"polygen fit {args.fit_command}: error: {e}", file=sys.stderr)
+            return 2
+    return run
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -136,7 +149,7 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--safety", type=float, default=DEFAULT_SAFETY, help=f"(default {DEFAULT_SAFETY})")
     p.add_argument("--name", help="spec name (default polar_express_d<degree>_<steps>)")
     p.add_argument("-o", "--output", help="write the spec here instead of stdout")
-    p.set_defaults(func=cmd_minimax)
+    p.set_defaults(func=_checked(cmd_minimax))
 
     p = sub.add_parser("ifnso", help="IFNSO: learn the coefficients of one high-degree polynomial (Adam)")
     p.add_argument("--N", type=int, default=14, help="polynomial depth N (default 14)")
@@ -145,7 +158,7 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="spec name (default ifnso_<N>)")
     p.add_argument("-o", "--output", help="write the spec here instead of stdout")
-    p.set_defaults(func=cmd_ifnso)
+    p.set_defaults(func=_checked(cmd_ifnso))
 
     p = sub.add_parser("power", help="Muon^p: per-step damped-Newton coefficients for U S^p V^T")
     p.add_argument("--p", type=_fraction, required=True, help="the power, a fraction r/q in (0, 1), e.g. 1/2")
@@ -168,7 +181,7 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="with --per-step: L-BFGS iterations per sharpness level (default 200)")
     p.add_argument("--name", help="spec name (default muonp_<r>_<q>, with --per-step muonp_<r>_<q>_fit)")
     p.add_argument("-o", "--output", help="write the spec here instead of stdout")
-    p.set_defaults(func=cmd_power)
+    p.set_defaults(func=_checked(cmd_power))
 
     # options without a default here (None) stay out of the regenerating command a spec records
     p = sub.add_parser("root", help="inverse roots A^(-1/r): a designed coupled iteration (per-step minimax t_k(M))")
@@ -183,4 +196,4 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--degrees", help="step degrees the search may use, e.g. 1,2 (default 1,2,3)")
     p.add_argument("--name", help="spec name (default inv_root_<r>_designed)")
     p.add_argument("-o", "--output", help="write the spec here instead of stdout")
-    p.set_defaults(func=cmd_root)
+    p.set_defaults(func=_checked(cmd_root))

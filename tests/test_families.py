@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -99,7 +100,7 @@ def test_roots_against_eigh_fp32_large(name, expo):
     assert rel_err(f(A), matrix_power_sym(A, expo)) <= 1e-4
 
 
-@pytest.mark.parametrize("name,matmuls", [("inv_root_4", 29), ("inv_root_2", 27)])
+@pytest.mark.parametrize("name,matmuls", [("inv_root_4", 30), ("inv_root_2", 28)])
 def test_designed_roots_pinned_matmuls(name, matmuls):
     """The designed coupled iterations (polygen fit root): the count the design promised, which is what makes
     them faster than Distributed Shampoo's early-exit Newton (48-52 matmuls for r = 4 at kappa = 1e3)."""
@@ -116,15 +117,17 @@ def test_coupled_root_last_step_drops_the_dead_partner_update():
 
 @pytest.mark.parametrize("r", [4, 2])
 def test_designed_roots_no_less_accurate_than_coupled_newton(r):
-    """The designed iteration (polygen fit root) against float64 eigh, beside the Newton iteration it replaces:
-    fp32 within 2x Newton's error at every kappa (both are float32 rounding at this size), and bf16 inputs
-    (run in float32 by the spec: coupled roots keep their input dtype) to bf16 input rounding."""
+    """The designed iteration (polygen fit root) against float64 eigh, beside the coupled Newton iteration it
+    replaces (t^r·M, plain products: Distributed Shampoo's form, which is also that peer's accuracy): fp32 no
+    worse at every kappa and size, including the small sizes and kappa = 1e2 where float32 rounding of the
+    aggressive early steps once made it 2x worse (the spread bound and the residual form, polygen/fit/roots.py),
+    and bf16 inputs (run in float32 by the spec: coupled roots keep their input dtype) to bf16 input rounding."""
     f, newton = polygen.load(f"inv_root_{r}", backend="torch"), polygen.load(f"inv_root_{r}_newton", backend="torch")
-    for cond in (1e2, 1e3, 1e4):
-        A = random_with_spectrum((2, 160, 160), cond, seed=r, symmetric=True) * 3.0
+    for n, cond in itertools.product((128, 256), (1e2, 1e3, 1e4)):
+        A = random_with_spectrum((2, n, n), cond, seed=r, symmetric=True) * 3.0
         exact = matrix_power_sym(A, -1.0 / r)
         ours, theirs = rel_err(f(A), exact), rel_err(newton(A), exact)
-        assert ours <= 2 * theirs, (cond, ours, theirs)
+        assert ours <= theirs, (n, cond, ours, theirs)
     A = random_with_spectrum((2, 96, 96), 1e2, seed=5, symmetric=True)
     Ab = A.bfloat16()
     exact = matrix_power_sym(Ab.float(), -1.0 / r)

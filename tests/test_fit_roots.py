@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import polygen
-from polygen.fit.roots import design_roots, design_step, newton_design, power_matmuls, step_matmuls
+from polygen.fit.roots import design_roots, design_step, newton_design, power_matmuls, residual_power_lets, step_matmuls
 from polygen.passes.verify_convergence import verify_map
 from polygen.spec.parse import parse_spec
 
@@ -28,10 +28,14 @@ def test_a_greedy_step_beats_newtons_and_keeps_t_positive_and_conditioned() -> N
     assert t.min() > 0
     terms = sum(abs(c) * m**i for i, c in enumerate(step.coeffs))
     assert float(np.max(terms / t)) <= 10.0 * (1 + 1e-6)
+    assert float(t.max() / t.min()) > 2.9  # unbounded spread max t / min t: ~3.0 here
+    tight, l3, u3 = design_step(lo, hi, 4, 2, conditioning=10.0, spread=2.0)
+    assert float(tight.t(m).max() / tight.t(m).min()) <= 2.0 * (1 + 1e-6)
     assert abs(l2 + u2 - 2) < 1e-12 and l2 > 0
     newton = newton_design(4, 1, lo, hi).steps[0]
     f_newton = m * newton.t(m) ** 4
     assert l2 / u2 > 3 * f_newton.min() / f_newton.max()  # 21x the ratio in one step, Newton 6x
+    assert l2 / u2 > l3 / u3 > 2 * f_newton.min() / f_newton.max()  # the bound costs progress, not all of it
 
 
 def test_a_small_design_reaches_its_tolerance_in_fewer_matmuls_than_newton_and_writes_a_verified_spec() -> None:
@@ -46,6 +50,40 @@ def test_a_small_design_reaches_its_tolerance_in_fewer_matmuls_than_newton_and_w
     smap = parse_spec(d.to_toml("my_root", command="polygen fit root --r 2"), "my_root.toml")
     assert verify_map(smap).ok
     assert polygen.schedule(smap, (32, 32)).matmuls == d.matmuls
+
+
+@pytest.mark.parametrize("r", range(1, 9))
+def test_residual_powers_form_t_to_the_r_minus_1_in_binary_powerings_matmuls(r: int) -> None:
+    import sympy as sp
+
+    lets, last = residual_power_lets(r)
+    z = sp.Symbol("z")
+    env: dict[str, sp.Expr] = {"z": z}
+    for name, expr in lets:
+        env[name] = sp.expand(sp.sympify(expr, locals={k: v for k, v in env.items()}))
+    assert sp.expand(env[last] - ((1 + z) ** r - 1)) == 0
+    assert len(lets) == power_matmuls(r)  # each let is one product (u² + 2u or u·v + u + v)
+
+
+def test_the_residual_right_multiplied_form_is_what_makes_float32_match_newton() -> None:
+    """The same coefficients written plain (X·t, t^r·M) and in the shipped residual form (X + X·z,
+    M + M·(t^r − 1)): at n = 128, kappa = 1e2 the plain form is ~2.5x less accurate in float32 against float64
+    eigh (the case where the designed roots used to trail coupled Newton); both forms are one map."""
+    import re
+
+    from polygen.runtime.reference import matrix_power_sym, random_with_spectrum
+    from tests.conftest import rel_err
+
+    text = polygen.spec.spec_text("inv_root_4")[0]
+    plain = re.sub(r"let = \{ z = \"a - 1 \+ (.*?)\", .*\}", r'let = { t = "a + \1" }', text)
+    plain = plain.replace('update = { x = "x + x*z", m = "m + m*z4" }', 'update = { x = "x*t", m = "t**4*m" }')
+    assert plain.count('"t**4*m"') == 2 and "z4" not in plain
+    shipped, rewritten = polygen.load("inv_root_4", backend="torch"), polygen.load(parse_spec(plain, "plain.toml"),
+                                                                                 backend="torch")
+    A = random_with_spectrum((2, 128, 128), 1e2, seed=0, symmetric=True)
+    exact = matrix_power_sym(A, -0.25)
+    assert verify_map(parse_spec(plain, "plain.toml")).ok
+    assert 1.5 * rel_err(shipped(A), exact) <= rel_err(rewritten(A), exact)
 
 
 @pytest.mark.parametrize("name,steps_at_most", [("inv_root_4", 7), ("inv_root_2", 9)])
@@ -74,3 +112,5 @@ def test_bad_arguments_are_one_line_errors(capsys) -> None:
     assert "polygen fit root: error: r must be a positive integer" in capsys.readouterr().err
     assert main(["fit", "root", "--r", "4", "--lower", "3"]) == 2
     assert "need 0 < lower < upper" in capsys.readouterr().err
+    assert main(["fit", "root", "--r", "4", "--lower", "1e-3", "--spread", "1"]) == 2
+    assert "both must exceed 1" in capsys.readouterr().err

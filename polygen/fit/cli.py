@@ -120,11 +120,19 @@ def _degrees(text: str) -> tuple[int, ...]:
 
 
 def cmd_root(args: argparse.Namespace) -> int:
-    from polygen.fit.roots import DEFAULT_CONDITIONING, DEFAULT_SAFETY, DEFAULT_TOLERANCE, design_roots, format_summary
+    from polygen.fit.roots import (
+        DEFAULT_CONDITIONING,
+        DEFAULT_SAFETY,
+        DEFAULT_SPREAD,
+        DEFAULT_TOLERANCE,
+        design_roots,
+        format_summary,
+    )
 
     design = design_roots(args.r, args.lower, args.upper,
                           tolerance=args.tolerance or DEFAULT_TOLERANCE,
                           conditioning=args.conditioning or DEFAULT_CONDITIONING,
+                          spread=args.spread or DEFAULT_SPREAD,
                           safety=args.safety or DEFAULT_SAFETY, degrees=_degrees(args.degrees or "1,2,3"))
     print(format_summary(design), file=sys.stderr)
     _emit(design.to_toml(args.name or f"inv_root_{args.r}_designed", command=_command(args)), args.output)
@@ -192,6 +200,8 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=_positive_float, help="target |m_K - 1| on the domain (default 4e-6)")
     p.add_argument("--conditioning", type=_positive_float,
                    help="bound on (sum |terms|)/t of every step, for float32 rounding (default 10)")
+    p.add_argument("--spread", type=_positive_float,
+                   help="bound on max t / min t of every step on its interval, for float32 rounding (default 4)")
     p.add_argument("--safety", type=_positive_float, help="interval widening of all but the last step (1.01)")
     p.add_argument("--degrees", help="step degrees the search may use, e.g. 1,2 (default 1,2,3)")
     p.add_argument("--name", help="spec name (default inv_root_<r>_designed)")

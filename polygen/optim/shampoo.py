@@ -1,5 +1,5 @@
 """Shampoo with Adam grafting (after facebookresearch/optimizers' Distributed Shampoo), whose inverse roots
-come from polygen's generated coupled Newton iterations (``inv_root_4``, ``inv_root_2``) or from ``eigh``.
+come from polygen's designed coupled iterations (``inv_root_4``, ``inv_root_2``) or from ``eigh``.
 
 For a matrix parameter (3-D tensors are batches of matrices; 4-D+ are flattened to (shape[0], prod(rest)))
 cut into blocks of at most ``max_preconditioner_dim`` per side, every block G keeps::

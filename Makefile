@@ -33,7 +33,7 @@ demo: venv
 	$(BIN)/polygen cost $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 2048x2048
 	$(BIN)/polygen compare $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') --shape 512x2048 --dtype float32
 	$(BIN)/polygen plot $$($(BIN)/polygen list | awk '$$2=="polar"{print $$1}') -o out/polar_maps.png
-	@echo "designed schedules beside the published ones (Muon^p per-step fits; Shampoo's roots, 29 vs 76 matmuls):"
+	@echo "designed schedules beside the published ones (Muon^p per-step fits; Shampoo's designed roots against coupled Newton):"
 	$(BIN)/polygen compare muonp_1_3 muonp_1_3_fit inv_root_4_newton inv_root_4 --shape 256x512 --dtype float32
 	@echo "torch.compile(backend=\"polygen\") finds the iteration in a user's own loop:"
 	$(BIN)/polygen explain docs/examples/ns5_loop.py:ns5 --shape 512x2048

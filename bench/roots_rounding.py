@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polygen  # noqa: E402
-from polygen.fit.roots import design_roots  # noqa: E402
+from polygen.fit.roots import DEFAULT_CONDITIONING, design_roots  # noqa: E402
 from polygen.runtime.reference import random_with_spectrum  # noqa: E402
 
 
@@ -46,6 +46,18 @@ def spec_coeffs(name: str) -> list[tuple[float, ...]]:
         cols = [table["table"][k] for k in sorted(table["table"])]
         steps += [tuple(float(c[j]) for c in cols) for j in range(len(cols[0]))]
     return steps
+
+
+def regenerate_conditioning(name: str) -> float:
+    """The conditioning bound of a shipped design, from the `polygen fit root` command its header records."""
+    import re
+
+    text = polygen.spec.spec_text(name)[0]
+    command = re.search(r"^# Regenerate: (polygen fit root .*)$", text, re.M)
+    if command is None:
+        raise SystemExit(f"{name}: no 'Regenerate: polygen fit root ...' line in its header")
+    found = re.search(r"--conditioning (\S+)", command.group(1))
+    return float(found.group(1)) if found else DEFAULT_CONDITIONING
 
 
 def run(A: torch.Tensor, steps: list[tuple[float, ...]], r: int, form: str, right: bool) -> torch.Tensor:
@@ -119,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         name = f"inv_root_{r}"
         shipped = spec_coeffs(name)
         smap = polygen.load_spec(name)
-        conditioning = 20.0 if r == 2 else 10.0  # as the shipped specs' regenerate commands say
-        free = design_roots(r, smap.domain[0], conditioning=conditioning, spread=math.inf, degrees=(1, 2))
+        free = design_roots(r, smap.domain[0], conditioning=regenerate_conditioning(name), spread=math.inf,
+                            degrees=(1, 2))
         fn = polygen.load(name, backend="torch")
         mm_shipped = polygen.schedule(name, (128, 128)).matmuls
         variants = make_variants(r, fn, shipped, [s.coeffs for s in free.steps])

@@ -10,24 +10,28 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from polygen.runtime.reference import random_with_spectrum, spectral_reference, target_reference
 
+if TYPE_CHECKING:  # the compiler's types, for annotations only
+    from polygen.cost.model import Cost
+    from polygen.cost.search import Plan
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 MUON_ABC = (3.4445, -4.7750, 2.0315)
 
 
-
-def run_cost(plan: Any, key: str) -> tuple[str, Any]:
+def run_cost(plan: Plan, key: str) -> tuple[str, Cost]:
     """(form, cost) of the plan named ``key`` a function ran, from ``polygen.schedule``'s plan (the cost model's
     cheapest) and its alternatives: an accuracy policy may run another than the cheapest."""
     if key.startswith(plan.form):
         return plan.form, plan.cost
     form = "direct" if key == "direct" else "gram"
     return form, dict(plan.alternatives).get(form, plan.cost)
+
 
 def torch_muon_ns(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
     """torch.optim.Muon's Newton–Schulz: its own function for bfloat16, the identical loop for other dtypes."""

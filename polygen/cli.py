@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from polygen.dtypes import DTYPES
 from polygen.errors import PolygenError
 
 
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("spec")
     s.add_argument("--stage", choices=("spectral", "schedule", "torch", "triton"), default="schedule")
     s.add_argument("--shape", type=_shape, default=None, help="default 1024x4096 (1024x1024 for symmetric specs)")
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--backend", default="torch", choices=("torch", "triton"))
     s.set_defaults(func=cmd_show)
 
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cost", help="price the chosen plan (and alternatives) for a shape")
     s.add_argument("specs", nargs="+")
     s.add_argument("--shape", type=_shape, required=True)
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--backend", default="torch", choices=("torch", "triton"))
     s.add_argument("--batch", type=int, default=1)
     s.add_argument("--json", action="store_true")
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="measure time and error against float64 SVD, with peers")
     s.add_argument("specs", nargs="+")
     s.add_argument("--shape", type=_shape, required=True)
-    s.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16", "float64"))
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.add_argument("--cond", type=float, default=1e3, help="condition number of the test matrix")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--no-peers", action="store_true")
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("explain", help="what torch.compile(backend=\"polygen\") would rewrite in FILE.py:FUNCTION")
     s.add_argument("target", help="FILE.py:FUNCTION, called with one random (..., m, n) tensor")
     s.add_argument("--shape", type=_shape, required=True)
-    s.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    s.add_argument("--dtype", default="float32", choices=DTYPES)
     s.set_defaults(func=cmd_explain)
 
     try:

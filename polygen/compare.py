@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from polygen import dtypes
 from polygen.runtime.reference import random_with_spectrum, spectral_reference, target_reference
 
 if TYPE_CHECKING:  # the compiler's types, for annotations only
     from polygen.cost.model import Cost
     from polygen.cost.search import Plan
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+DTYPES = {name: getattr(torch, name) for name in dtypes.DTYPES}
 MUON_ABC = (3.4445, -4.7750, 2.0315)
 
 

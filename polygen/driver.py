@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from polygen.cost.search import Plan, choose_among
+from polygen.dtypes import dtype_name, plan_class
 from polygen.errors import PolygenError, SpecError
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.normalize import normalize
 from polygen.passes.pipeline import Stages, candidate_plans
-from polygen.passes.place_restarts import dtype_class
 from polygen.passes.verify_convergence import verify_convergence, verify_map
 from polygen.spec import load_spec
 
@@ -53,8 +53,8 @@ def schedule(spec: Any, shape: tuple[int, int], dtype: Any = "float32", backend:
         raise ScheduleError(f"{smap.name} takes square symmetric matrices; got shape {m}x{n}")
     transposed = smap.input_kind == "rectangular" and m > n
     mm, nn = (n, m) if transposed else (m, n)
-    dt = dtype_class(dtype)
-    plans = _normalized_plans(smap)[1][dt]
+    dt = dtype_name(dtype)
+    plans = _normalized_plans(smap)[1][plan_class(dt)]
     best, costs = choose_among(plans, mm, nn, batch=batch, dtype=dt, backend=backend)
     alts = tuple((k, c) for k, c in costs.items() if k != best)
     return Plan(smap.name, (m, n), transposed, dt, backend, plans[best], costs[best], alts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from polygen.dtypes import ITEMSIZE, dtype_name
 from polygen.ir.schedule import Alias, Fit, Identity, LinComb, MatMul, Op, Schedule, Sketch
 from polygen.runtime.tuning import SYM_BLOCKS
 
@@ -42,7 +43,6 @@ MACHINES = {
     "triton": Machine("triton", 7.0e14, 3.0e12, 0.5, 5e-6, pairs_products=True),
 }
 
-ITEMSIZE = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 
 
 def dim_factors(shape_class: str, input_shape: str = "L") -> tuple[str, str]:
@@ -134,7 +134,7 @@ def _launches_saved(sched: Schedule, mach: Machine) -> int:
 def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "float32",
               backend: str = "torch") -> Cost:
     mach = MACHINES[backend]
-    itemsize = ITEMSIZE.get(dtype, 4)
+    itemsize = ITEMSIZE[dtype_name(dtype)]
     shapes = sched.shapes()
     matmuls = long_mm = flops = dense = nbytes = ops = 0
     for _, op, times in sched.positions():
@@ -157,7 +157,7 @@ def plan_cost(sched: Schedule, m: int, n: int, *, batch: int = 1, dtype: str = "
 def cost_polynomial(sched: Schedule, *, dtype: str = "float32", backend: str = "torch") -> dict[tuple[int, int], float]:
     """Estimated seconds as Σ coef·m^i·n^j, so generated code can pick a plan from the shape at call time."""
     mach = MACHINES[backend]
-    itemsize = ITEMSIZE.get(dtype, 4)
+    itemsize = ITEMSIZE[dtype_name(dtype)]
     shapes = sched.shapes()
     poly: dict[tuple[int, int], float] = {}
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from polygen.cost.model import Cost, plan_cost
+from polygen.dtypes import dtype_name, plan_class
 from polygen.ir.schedule import Schedule
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.pipeline import candidate_plans
-from polygen.passes.place_restarts import dtype_class
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,14 @@ class Plan:
 
 def candidates(smap: SpectralMap, dtype: str = "float32") -> dict[str, Schedule]:
     """Every plan the scheduler considers for this spec and dtype (shape-independent; passes.pipeline)."""
-    return candidate_plans(smap)[dtype_class(dtype)]
+    return candidate_plans(smap)[plan_class(dtype)]
 
 
 def choose_among(plans: dict[str, Schedule], m: int, n: int, *, batch: int = 1, dtype: str = "float32",
                  backend: str = "torch") -> tuple[str, dict[str, Cost]]:
-    """The cheapest of ``plans`` for an (m, n) problem (ties go to the direct form), with every plan's cost."""
-    costs = {name: plan_cost(s, m, n, batch=batch, dtype=dtype_class(dtype), backend=backend)
+    """The cheapest of ``plans`` for an (m, n) problem (ties go to the direct form), with every plan's cost
+    (priced at ``dtype``'s own item size: float64 runs float32's plans, moving twice the bytes)."""
+    costs = {name: plan_cost(s, m, n, batch=batch, dtype=dtype_name(dtype), backend=backend)
              for name, s in plans.items()}
     best = min(costs, key=lambda k: (costs[k].seconds, k != "direct"))
     return best, costs

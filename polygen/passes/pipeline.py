@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from polygen.dtypes import PLAN_CLASSES
 from polygen.errors import SpecError
 from polygen.ir.schedule import Schedule
 from polygen.ir.spectral import SpectralMap
@@ -14,7 +15,7 @@ from polygen.passes.plan_gram_space import gram_space_applicable, plan_gram_spac
 from polygen.passes.select_kernels import select_kernels
 from polygen.passes.verify_convergence import Report
 
-DTYPE_CLASSES = ("float32", "bfloat16", "float16")  # float64 shares float32's plans (no restarts needed)
+DTYPE_CLASSES = PLAN_CLASSES  # float64 shares float32's plans (polygen.dtypes)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ Among the placements every segment of which passes, the plan takes the fewest re
 long-side products), then the smallest negative excursion (the widest margin from that divergence), then the
 smallest max q over all segments (gram-newton-schulz's ranking), then the earliest cuts. A few dynamic
 programmes over segments find that placement in O(T²) for T step instances. Preconditions: the map is
-gram_space_applicable, and the dtype's unit roundoff is in UNIT_ROUNDOFF (others plan as float32). The
+gram_space_applicable, and the dtype's unit roundoff is in UNIT_ROUNDOFF (polygen.dtypes). The
 measurements behind FACTOR, MID, NEG_LIMIT and the ranking are in bench/RESULTS.md, "Restart placement".
 """
 
@@ -28,20 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from polygen.dtypes import UNIT_ROUNDOFF
 from polygen.ir.evaluate import apply_step, output_map, trajectory
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.plan_gram_space import gram_space_applicable
 
-UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "bfloat16": 2.0**-8, "float16": 2.0**-11}
 FACTOR = 16.0
 MID = 4.0  # an earlier segment's u·max q may reach MID × the budget (later steps contract its error)
 NEG_LIMIT = 1.0  # a rounding-born negative eigenvalue may grow to at most this × the spectrum's max r
 SIGNAL = 0.1  # errors count on singular values >= SIGNAL·hi; below, both forms sit on the noise floor
-
-
-def dtype_class(dtype: object) -> str:
-    name = str(dtype).replace("torch.", "")
-    return name if name in UNIT_ROUNDOFF else "float32"
 
 
 def _grid(smap: SpectralMap) -> np.ndarray:

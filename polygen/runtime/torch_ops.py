@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from polygen.dtypes import DTYPES, plan_class
 from polygen.runtime import tuning
 from polygen.runtime.tuning import SYM_BLOCKS, SYM_MIN_ROWS
 
@@ -27,8 +28,8 @@ Plans = dict[str, tuple[tuple[Plan, tuple[tuple[tuple[int, int], float], ...]], 
 
 # Read as Triton reads it (polygen.runtime.triton_support.INTERPRET), without importing Triton.
 _TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-_DTYPE_CLASS = {torch.float32: "float32", torch.float64: "float32", torch.bfloat16: "bfloat16",
-                torch.float16: "float16"}
+# The plan table of each served dtype, from the one classification the compiler uses too (polygen.dtypes).
+_DTYPE_CLASS = {getattr(torch, name): plan_class(name) for name in DTYPES}
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,8 @@ def norm_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def dtype_class(dtype: torch.dtype) -> str:
-    """The key of a module's plan table for a dtype (float64 runs the float32 plans)."""
-    return _DTYPE_CLASS.get(dtype, "float32")
+    """The key of a module's plan table for a served dtype (float64 runs the float32 plans; polygen.dtypes)."""
+    return _DTYPE_CLASS[dtype]
 
 
 def rank_plans(plans: Plans, m: int, n: int, dtype: torch.dtype) -> list[Plan]:
@@ -282,8 +283,8 @@ def _check_input(G: torch.Tensor, problem: Problem) -> None:
                         "Pass .to_local() or .full_tensor(), or let polygen.optim distribute the work")
     if G.ndim < 2:
         raise ValueError(f"{problem.name} expects a (..., m, n) matrix, got shape {tuple(G.shape)}")
-    if not G.is_floating_point():
-        raise TypeError(f"{problem.name} expects a floating-point tensor, got {G.dtype}")
+    if G.dtype not in _DTYPE_CLASS:
+        raise TypeError(f"{problem.name} expects a floating-point tensor of {', '.join(DTYPES)}, got {G.dtype}")
     if problem.triton:
         if not (G.is_cuda or _TRITON_INTERPRET):
             raise RuntimeError(f"the Triton backend of {problem.name} runs on CUDA tensors (or on CPU under "

@@ -5,11 +5,16 @@ For a matrix parameter (3-D tensors are batches of matrices; 4-D+ are flattened 
 cut into blocks of at most ``max_preconditioner_dim`` per side, every block G keeps::
 
     L ← β₂ L + (1 − β₂) G Gᵀ,   R ← β₂ R + (1 − β₂) Gᵀ G          (β₂ = 1: plain sums)
-    every precondition_frequency steps:  Q_L = (L + εI)^(−1/r),  Q_R = (R + εI)^(−1/r)   (r = inv_root, 4)
+    every precondition_frequency steps:  Q_L = (L/c + εI)^(−1/r),  Q_R = (R/c + εI)^(−1/r)   (r = inv_root, 4)
+
+with c = 1 − β₂ᵗ at step t (β₂ < 1 and use_bias_correction; else c = 1): Distributed Shampoo's bias correction
+of the factors. Without it an EMA factor is c times the average it estimates, so εI weighs 1/c times more
+against it early on (at β₂ = 0.999, 100× at step 10) and the trajectory parts from Distributed Shampoo's.
 
 and the step (Distributed Shampoo's order) is, with M the bias-corrected EMA (β₁) of the gradient::
 
-    A = M / (√(v̂) + ε_graft)                  # Adam grafting direction (v: EMA β_graft of g²)
+    A = M / (√(v̂) + ε_graft)                  # Adam grafting direction (v̂: EMA β_graft of g², bias-corrected
+                                              # always, as Distributed Shampoo's Adam grafting is)
     D = Q_L M Q_R · ‖A‖_F / ‖Q_L M Q_R‖_F      # per block; D = A before start_preconditioning_step
     D ← D + λθ (decoupled weight decay);  momentum / Nesterov on D;  θ ← θ − lr·D
 
@@ -89,7 +94,8 @@ class Shampoo(DistributedLayouts, Optimizer):
         lr: learning rate (default 1e-2; the grafted step has Adam's size, so Adam-like lrs apply).
         betas: (β₁, β₂): β₁ for the gradient EMA that is preconditioned, β₂ for the factor matrices L, R
             (default (0.9, 0.999); β₂ = 1 sums them as original Shampoo).
-        epsilon: εI damping added to L and R before the root (default 1e-12, Distributed Shampoo's).
+        epsilon: εI damping added to the (bias-corrected) L and R before the root (default 1e-12, Distributed
+            Shampoo's).
         momentum, nesterov: heavy-ball momentum on the grafted direction (default 0, False).
         weight_decay, use_decoupled_weight_decay: λ added to the direction (decoupled, default) or to the
             gradient (L2).
@@ -102,7 +108,9 @@ class Shampoo(DistributedLayouts, Optimizer):
         root_spec: a ``target = "inverse_root"`` spec overriding the built-in one.
         grafting: ``"adam"`` (default) or ``"none"`` (raw Shampoo direction, not rescaled).
         grafting_beta2, grafting_epsilon: Adam grafting's β₂ and ε (defaults 0.999, 1e-8).
-        use_bias_correction: bias-correct the β₁ EMA and the grafting second moment (default True).
+        use_bias_correction: bias-correct the β₁ EMA and the factors L, R (divided by 1 − β₂ᵗ before εI is
+            added and the root taken), as Distributed Shampoo's flag does (default True). Adam grafting's
+            second moment is bias-corrected either way (it is Adam, as in Distributed Shampoo).
         backend: polygen backend for the roots (``"auto"``, ``"torch"``, ``"triton"``).
         nonfinite: ``"raise"`` (default), ``"skip"`` or ``"off"`` (see :class:`polygen.optim.Muon`).
 
@@ -333,12 +341,11 @@ class Shampoo(DistributedLayouts, Optimizer):
             for mt, g in zip(ms, grads):
                 mt.copy_(g)
         steps = [st["step"] for st in states]
-        if group["use_bias_correction"]:
-            m_hat = [mt / (1 - beta1**t) if beta1 > 0 else mt for mt, t in zip(ms, steps)]
-            denom = [(v / (1 - bg**t)).sqrt_().add_(group["grafting_epsilon"]) for v, t in zip(vs, steps)]
+        if group["use_bias_correction"] and beta1 > 0:
+            m_hat = [mt / (1 - beta1**t) for mt, t in zip(ms, steps)]
         else:
             m_hat = ms
-            denom = [v.sqrt().add_(group["grafting_epsilon"]) for v in vs]
+        denom = [(v / (1 - bg**t)).sqrt_().add_(group["grafting_epsilon"]) for v, t in zip(vs, steps)]
         adam_dirs = torch._foreach_div(m_hat, denom)
 
         # matrix parameters: factors, roots and preconditioned directions on whole matrices, on the owner rank
@@ -459,6 +466,10 @@ class Shampoo(DistributedLayouts, Optimizer):
         return dirs
 
     def _recompute_roots(self, group: dict[str, Any], states: list[dict]) -> None:
+        """Q = (F/c + εI)^(−1/r) for every factor F of ``states``, c = 1 − β₂ᵗ at each one's step t (1 when
+        β₂ = 1 or without bias correction), batched per size."""
+        beta2 = group["betas"][1]
+        corrected = group["use_bias_correction"] and beta2 < 1
         by_size: dict[tuple[int, torch.device], list[tuple[dict, str, int]]] = {}
         for st in states:
             for side in ("L", "R"):
@@ -466,7 +477,8 @@ class Shampoo(DistributedLayouts, Optimizer):
                     by_size.setdefault((F.size(0), F.device), []).append((st, side, j))
         for (_, device), entries in by_size.items():
             root = self._root_fn(group, device)
-            A = torch.stack([st[f"factor_{side}"][j] for st, side, j in entries])
+            A = torch.stack([st[f"factor_{side}"][j] / (1 - beta2 ** int(st["step"])) if corrected
+                             else st[f"factor_{side}"][j] for st, side, j in entries])
             Q = root(A)
             for (st, side, j), q in zip(entries, Q.unbind(0)):
                 st[f"inv_root_{side}"][j].copy_(q)

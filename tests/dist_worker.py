@@ -1,12 +1,15 @@
 """One rank of the distributed optimizer checks (tests/test_distributed.py runs it under torch.distributed.run
-with gloo): each check raises on failure, and rank 0 prints one JSON line of what it measured."""
+with gloo): each check raises on failure, and rank 0 prints one JSON line of what it measured once every rank
+passed; ranks leave through os._exit (see leave())."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -463,33 +466,66 @@ def check_dcp(world: int, rank: int, phase: str, where: str, cls: type = Muon) -
     return {"resumed_at": world, "optimizer": cls.__name__}
 
 
-def main() -> None:
-    dist.init_process_group("gloo")
-    torch.use_deterministic_algorithms(True)  # a matrix's result independent of its batch (see torch_ops)
-    world, rank = dist.get_world_size(), dist.get_rank()
-    which = os.environ.get("POLYGEN_DIST_CHECKS", "all")
+def run_checks(world: int, rank: int, which: str) -> list[dict]:
     results = []
+    if which == "fail-on-rank-1":  # tests/test_distributed.py: one rank's failure must fail the launch, shown
+        flag = torch.ones(1)
+        dist.all_reduce(flag)
+        if rank == 1:
+            raise AssertionError(f"deliberate failure on rank 1 (all_reduce gave {flag.item():g})")
+        dist.barrier()
+        return results
     if which.startswith("dcp-"):
         from polygen.optim import Shampoo
 
         for cls in (Muon, Shampoo):
             results.append(check_dcp(world, rank, which[4:], os.environ["POLYGEN_DIST_DIR"], cls))
-    else:
-        for mode in ("sharded", "replicated"):
-            for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.bfloat16),
-                                  (MuonP, torch.float32)):
-                if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
-                    results.append(check_mode(mode, cls, ns_dtype, world, rank))
-        for mode in ("sharded", "replicated", "columns"):
-            results.append(check_shampoo(mode, world, rank))
-        results.append(check_tp(world, rank))
-        results.append(check_nonfinite(world, rank))
-        results.append(check_refusals(world))
-        results.append(check_fsdp_model(world, rank))
-    dist.barrier()
+        return results
+    for mode in ("sharded", "replicated"):
+        for cls, ns_dtype in ((Muon, torch.bfloat16), (Muon, torch.float32), (MuonP, torch.bfloat16),
+                              (MuonP, torch.float32)):
+            if which == "all" or (cls is Muon and ns_dtype == torch.bfloat16):
+                results.append(check_mode(mode, cls, ns_dtype, world, rank))
+    for mode in ("sharded", "replicated", "columns"):
+        results.append(check_shampoo(mode, world, rank))
+    results.append(check_tp(world, rank))
+    results.append(check_nonfinite(world, rank))
+    results.append(check_refusals(world))
+    results.append(check_fsdp_model(world, rank))
+    return results
+
+
+def leave(code: int) -> NoReturn:
+    """Exit with ``code`` without the interpreter's teardown: about 1 launch in 20 of gloo processes aborts there
+    (``terminate called without an active exception``, SIGABRT) after every rank finished its work, with or
+    without polygen. Output is flushed first; the process group is destroyed on the agreed, passing path."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 0 and dist.is_initialized():
+        dist.destroy_process_group()
+    os._exit(code)
+
+
+def main() -> None:
+    """Every rank runs the checks. A rank whose check raises prints its traceback and exits 1 at once (the other
+    ranks may be waiting in a collective it will never join; the launcher stops them and fails the launch). The
+    ranks that finish agree the verdict (all_gather_object of each one's status), rank 0 prints the report, and
+    every rank exits with the agreed code through leave()."""
+    dist.init_process_group("gloo")
+    torch.use_deterministic_algorithms(True)  # a matrix's result independent of its batch (see torch_ops)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    try:
+        results = run_checks(world, rank, os.environ.get("POLYGEN_DIST_CHECKS", "all"))
+    except BaseException:
+        traceback.print_exc()
+        print(f"dist_worker: rank {rank} failed (traceback above)", file=sys.stderr)
+        leave(1)
+    statuses: list[Any] = [None] * world
+    dist.all_gather_object(statuses, "passed")
+    code = 0 if all(s == "passed" for s in statuses) else 1
     if rank == 0:
-        print(json.dumps({"world": world, "results": results}))
-    dist.destroy_process_group()
+        print(json.dumps({"world": world, "results": results}) if code == 0 else f"dist_worker: statuses {statuses}")
+    leave(code)
 
 
 if __name__ == "__main__":

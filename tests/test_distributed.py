@@ -4,7 +4,8 @@ process over 3 steps (wide, tall, square, a mixed bucket, uneven rows, an empty 
 and conv parameters; Nesterov on and off, weight decay), the collectives and bytes per step against the formula, a NaN
 on one rank, refused placements, tensor-parallel (Shard(1)) buckets by owner (bitwise) and by Gram
 all-reduce (within float32 rounding), and a small FSDP2 model trained against one process; and a checkpoint
-saved at one world size resumed at others."""
+saved at one world size resumed at others. The ranks agree their verdict and leave without the interpreter's
+teardown (where gloo processes abort about once in 20 launches); a rank's failure still fails the launch."""
 
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_worker(world: int, checks: str = "all", where: Path | None = None) -> dict:
+def launch(world: int, checks: str = "all", where: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", POLYGEN_DIST_CHECKS=checks, POLYGEN_DIST_DIR=str(where or ""))
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
-                          str(ROOT / "tests" / "dist_worker.py")], capture_output=True, text=True, timeout=600,
-                         env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}",
+                           str(ROOT / "tests" / "dist_worker.py")], capture_output=True, text=True, timeout=600,
+                          env=env, cwd=ROOT)
+
+
+def run_worker(world: int, checks: str = "all", where: Path | None = None) -> dict:
+    out = launch(world, checks, where)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-5000:])
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("{"))
     return json.loads(line)
@@ -45,6 +50,17 @@ def test_distributed_optimizers_match_one_process(world):
     assert tp["owner/float32"] == tp["owner/bfloat16"] == 0.0 and 0 < tp["gram/float32"] < 1e-5
     (model,) = [r for r in report["results"] if "fsdp_model_max_diff" in r]
     assert model["fsdp_model_max_diff"] < 1e-5  # FSDP2 training: close to one process, not bitwise
+
+
+def test_one_rank_failing_fails_the_launch_with_its_traceback():
+    """The workers leave through os._exit (tests/dist_worker.py leave()), which must not hide a failure: a check
+    that raises on rank 1 only (after a collective every rank joined) fails the 4-rank launch, its traceback
+    in the output, and rank 0 prints no report."""
+    out = launch(4, "fail-on-rank-1")
+    assert out.returncode != 0
+    assert "AssertionError: deliberate failure on rank 1 (all_reduce gave 4)" in out.stderr, out.stderr[-5000:]
+    assert "rank 1 failed" in out.stderr
+    assert not [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
 
 
 def test_a_checkpoint_saved_at_two_ranks_resumes_at_four_and_one(tmp_path):

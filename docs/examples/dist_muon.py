@@ -4,7 +4,15 @@
 
 Each weight is sharded by rows (fully_shard); polygen.optim.Muon sends each matrix's rows to one owner rank,
 orthogonalizes there in one batched call per shape, and sends the rows back (polygen.optim.distributed).
+
+The ranks leave through os._exit after a last barrier: about 1 launch in 20 of gloo processes aborts in the
+interpreter's teardown ("terminate called without an active exception"), with or without polygen. A rank that
+raises prints its traceback and exits 1, which fails the launch.
 """
+
+import os
+import sys
+import traceback
 
 import torch
 import torch.distributed as dist
@@ -38,8 +46,21 @@ def main() -> None:
             dist.all_reduce(total)
             if rank == 0:
                 print(f"step {step + 1}: loss {total.item() / world:.4f} (W = {world}, FSDP2 + polygen Muon)")
-    dist.destroy_process_group()
+    dist.barrier()  # every rank got here: the run passed
+
+
+def leave(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 0:
+        dist.destroy_process_group()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BaseException:
+        traceback.print_exc()
+        leave(1)
+    leave(0)

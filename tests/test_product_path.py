@@ -83,18 +83,19 @@ def test_a_warm_cache_runs_a_user_spec_without_the_compiler(tmp_path):
     assert _imported(code, tmp_path) == []  # warm: found by a key computed before any code generation
 
 
-def test_generated_files_carry_the_compiler_key():
+def test_generated_files_carry_their_backends_compiler_key():
     for backend in ("torch", "triton"):
         head = loader.read_header((REPO / "generated" / backend / "muon_ns5.py").read_text())
-        assert head["compiler key"] == compiler_key() and head["spec sha256"] == polygen.spec.spec_hash(
+        assert head["compiler key"] == compiler_key(backend) and head["spec sha256"] == polygen.spec.spec_hash(
             (REPO / "polygen/specs/muon_ns5.toml").read_text())
+    assert compiler_key("torch") != compiler_key("triton")
 
 
 def test_a_changed_compiler_invalidates_cache_and_generated_modules(monkeypatch, tmp_path):
     monkeypatch.setattr(loader, "CACHE_DIR", tmp_path)
     digest = polygen.spec.spec_hash("x")
     before = loader.cache_path(digest, "torch")
-    monkeypatch.setattr(loader, "compiler_key", lambda: "0" * 64)
+    monkeypatch.setattr(loader, "compiler_key", lambda backend=None: "0" * 64)
     assert loader.cache_path(digest, "torch") != before
     for key in [k for k in sys.modules if k.startswith("polygen_generated.torch.muon_ns5")]:
         monkeypatch.delitem(sys.modules, key)
@@ -108,11 +109,53 @@ def test_a_changed_compiler_invalidates_cache_and_generated_modules(monkeypatch,
         loader.module_for("muon_ns5", "torch")
 
 
-def test_the_compiler_key_covers_sources_templates_and_versions():
+def test_each_backends_key_covers_what_decides_its_text_and_nothing_else():
+    """The compiler packages and modules, the backend's own emitter and template folders; not the other
+    backend's, not the run-time modules the text only calls."""
     from polygen.runtime import compiler_key as ck
 
-    parts = set(ck.COMPILER_PACKAGES) | {m.split("/")[0].removesuffix(".py") for m in ck.COMPILER_MODULES}
-    assert {"spec", "passes", "codegen", "cost", "ir", "driver"} <= parts and ck.VERSIONED == ("torch", "triton")
+    for backend, other in (("torch", "triton"), ("triton", "torch")):
+        names = {name for name, _ in ck.key_sources(backend)}
+        assert {"polygen/driver.py", "polygen/dtypes.py", "polygen/passes/pipeline.py", "polygen/cost/model.py",
+                "polygen/codegen/views.py", f"polygen/codegen/{backend}_emitter.py",
+                f"templates/{backend}/module.py.jinja"} <= names
+        assert f"polygen/codegen/{other}_emitter.py" not in names
+        assert not {n for n in names if n.startswith("polygen/runtime/") and n.endswith("_ops.py")}
+        assert ("templates/triton/module.py.jinja" in names) == (backend == "triton")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert len(compiler_key()) == 64
+        assert len(compiler_key("torch")) == len(compiler_key()) == 64
+
+
+def test_template_folders_in_each_key_cover_every_template_import():
+    """A backend's templates may import another folder's macros only if its key lists that folder."""
+    import re
+
+    from polygen.runtime import compiler_key as ck
+
+    for backend, folders in ck.TEMPLATE_DIRS.items():
+        for path in (REPO / "templates" / backend).glob("*.jinja"):
+            for used in re.findall(r"{%-?\s*(?:import|include|from|extends)\s+[\"']([^\"'/]+)/", path.read_text()):
+                assert used in folders, (path, used)
+
+
+def test_the_key_reads_no_library_version(monkeypatch):
+    """torch 2.13.1, or a torch-only install without Triton, leaves every key as it is: the text reads no version."""
+    import importlib.metadata
+
+    from polygen.runtime import compiler_key as ck
+
+    before = {be: compiler_key(be) for be in (None, "torch", "triton")}
+    real = importlib.metadata.version
+
+    def other_versions(dist: str) -> str:
+        if dist.lower() == "triton":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        return "2.13.1" if dist.lower() == "torch" else real(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", other_versions)
+    ck.compiler_key.cache_clear()
+    try:
+        assert {be: compiler_key(be) for be in before} == before
+    finally:
+        ck.compiler_key.cache_clear()

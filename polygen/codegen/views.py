@@ -107,7 +107,7 @@ def module_view(stages: Stages, backend: str, about: str, source_label: str | No
     out = smap.outputs[0]
     source = source_label or _relative_source(smap.source)
     return {
-        "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source, compiler_key()),
+        "header": provenance_header(smap.name, smap.source_hash, __version__, backend, source, compiler_key(backend)),
         "docstring": docstring(f"{smap.description or smap.name}\n\n{about}\n"),
         "name_literal": py(smap.name), "spec_hash": py(smap.source_hash),
         "version": py(__version__), "target": py(smap.target), "power": py(smap.power), "input_kind": smap.input_kind,

@@ -9,11 +9,14 @@ from pathlib import Path
 
 from polygen.codegen.env import Code, comment, docstring, ident, provenance_header, py, scalar
 from polygen.cost.model import cost_polynomial
+from polygen.errors import ScheduleError
+from polygen.ir.names import may_bind
 from polygen.ir.schedule import (
     Alias,
     Fit,
     Identity,
     LinComb,
+    Loop,
     MatMul,
     Op,
     Ref,
@@ -74,6 +77,17 @@ def torch_op_view(op: Op, runtime: set[str], shapes: dict[str, str] | None = Non
     return view
 
 
+def check_bindings(sched: Schedule, spec: str) -> None:
+    """Every name the schedule binds is the compiler's temporary or a spec symbol's code name (ir/names.py), never
+    a name the templates bind or read: the last check before a plan function is printed."""
+    for blk in sched.blocks:
+        names = [op.out for op in (blk.body if isinstance(blk, Loop) else (blk,))]
+        names += list(blk.params) if isinstance(blk, Loop) else []
+        for name in names:
+            if not may_bind(name, sched.form):
+                raise ScheduleError(f"{spec}: the {sched.form} plan binds {name!r}, a name of the generated code's own")
+
+
 def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Schedule, list[dict]], dict]
                ) -> tuple[list[dict], list[dict], dict[Schedule, str], dict[str, list[dict]]]:
     """What both emitters' modules are made of: one function view per distinct schedule (a schedule shared by
@@ -87,6 +101,7 @@ def plan_views(stages: Stages, backend: str, function_view: Callable[[str, Sched
         entries = []
         for form, sched in forms.items():
             if sched not in seen:
+                check_bindings(sched, stages.spec.name)
                 key = form if form == "direct" else f"{form}_{dt}"
                 seen[sched] = key
                 functions.append(function_view(key, sched, tables))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from polygen.ir.evaluate import fit_objective, minimize_on_interval
+from polygen.ir.names import INPUT
 from polygen.ir.poly import Poly
 from polygen.ir.schedule import Alias, Identity, LinComb, Loop, MatMul, Op, Ref, Scalar, Schedule, Sketch
 from polygen.ir.schedule import Fit as FitOp
@@ -28,7 +29,7 @@ def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int 
     """Values of ``sched.outputs`` at normalized singular values ``x`` (numpy array)."""
     x = np.asarray(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    env: dict[str, Any] = {"G": x.copy()}
+    env: dict[str, Any] = {INPUT: x.copy()}
 
     def rnd(v: Any) -> Any:
         if unit_roundoff:
@@ -36,7 +37,7 @@ def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int 
             v = v + unit_roundoff * scale * rng.uniform(-1.0, 1.0, size=v.shape)
         return v
 
-    env["G"] = rnd(env["G"])
+    env[INPUT] = rnd(env[INPUT])
 
     def run(op: Op, params: dict[str, Any]) -> None:
         match op:

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any, ClassVar
 
+from polygen.ir.names import INPUT
+
 MATMUL = "matmul"
 LINCOMB = "lincomb"
 IDENTITY = "identity"  # out = gamma · I
@@ -276,7 +278,7 @@ class Schedule:
 
     def shapes(self) -> dict[str, str]:
         """Shape class of every name (inputs included)."""
-        sh = {"G": self.input_shape}
+        sh = {INPUT: self.input_shape}
         for op, _ in self.flat_ops():
             sh[op.out] = op.shape
         return sh

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from polygen.ir.names import temporary
 from polygen.ir.schedule import Alias, Fit, Identity, LinComb, MatMul, Op, Ref, Scalar, Sketch
 
 
@@ -72,7 +73,7 @@ class Builder:
         return name in self._temps
 
     def fresh(self) -> str:
-        name = f"{self.prefix}{self._n}"
+        name = temporary(self.prefix, self._n)
         self._n += 1
         self._temps.add(name)
         return name

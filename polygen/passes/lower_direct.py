@@ -6,6 +6,7 @@ long side, every scalar in an epilogue.
 
 from __future__ import annotations
 
+from polygen.ir.names import INPUT, Namer
 from polygen.ir.poly import Poly
 from polygen.ir.schedule import Op, Schedule
 from polygen.ir.spectral import RECTANGULAR, SpectralMap, Step
@@ -16,23 +17,20 @@ from polygen.passes.realize import Scope, realize_even, realize_odd
 from polygen.passes.roll_loops import Region, roll_loops
 
 
-def canonical(var: str) -> str:
-    return var.upper() if var.upper() != "G" else "G_"
-
-
 class DirectLowering:
     def __init__(self, smap: SpectralMap, method: str = "auto"):
         self.smap = smap
         self.method = method
         self.rect_input = smap.input_kind == RECTANGULAR
         self.square = "S" if self.rect_input else "N"
-        self.shapes: dict[str, str] = {"G": "L" if self.rect_input else "N"}
+        self.shapes: dict[str, str] = {INPUT: "L" if self.rect_input else "N"}
         self.kinds = {v.name: ("L" if v.kind == RECTANGULAR else self.square) for v in smap.variables}
         self.rect = {v for v, k in self.kinds.items() if k == "L"}
         self.invariant = smap.invariant_variables()
         self.prologue = Builder(self.shapes, prefix="h", square=self.square)
         self.hoist_memo: dict = {}
-        self.names: dict[str, str] = {}
+        self.names: dict[str, str] = {}  # variable -> its matrix's code name (self.namer's)
+        self.namer = Namer(smap.name)  # the one way a spec symbol becomes a name in generated code
         self.consts: dict[str, float] = {}
         self.sketch_rows = 0
 
@@ -43,14 +41,15 @@ class DirectLowering:
             if v.init.is_constant():
                 self.consts[v.name] = v.init.constant()
                 continue
-            scope = Scope({g: "G"}, {g: self.shapes["G"]}, frozenset(), b, b, {})
+            scope = Scope({g: INPUT}, {g: self.shapes[INPUT]}, frozenset(), b, b, {})
+            code = self.namer.matrix(v.name)
             if v.init == Poly.sym(g):
-                b.alias("G", out=canonical(v.name))
+                b.alias(INPUT, out=code)
             elif self.kinds[v.name] == "L":
-                realize_odd(scope, v.init, {g}, out=canonical(v.name))
+                realize_odd(scope, v.init, {g}, out=code)
             else:
-                b.materialize(realize_even(scope, v.init, {g} if self.rect_input else set()), out=canonical(v.name))
-            self.names[v.name] = canonical(v.name)
+                b.materialize(realize_even(scope, v.init, {g} if self.rect_input else set()), out=code)
+            self.names[v.name] = code
         return b.ops
 
     def step_region(self, step: Step) -> list[Op]:
@@ -81,16 +80,16 @@ class DirectLowering:
                 continue
             scope.symenv().order = step.order_of(var)
             later = any(var in p.symbols for _, p in step.updates[i + 1:])
-            out = "" if later else canonical(var)
+            out = "" if later else self.namer.matrix(var)
             if var in rect:
                 name = realize_odd(scope, poly, rect, out=out)
             else:
                 name = b.materialize(realize_even(scope, poly, rect), out=out)
             pending.append((var, name))
         for var, name in pending:
-            if name != canonical(var):
-                b.alias(name, out=canonical(var))
-            self.names[var] = canonical(var)
+            if name != self.namer.matrix(var):
+                b.alias(name, out=self.namer.matrix(var))
+            self.names[var] = self.namer.matrix(var)
             self.consts.pop(var, None)
         return b.ops
 
@@ -106,7 +105,7 @@ class DirectLowering:
         if fit.sketch:
             key = ("sketch", self.shapes[res], fit.sketch)
             if key not in self.hoist_memo:  # one sketch per call, shared by every step
-                self.hoist_memo[key] = self.prologue.sketch("G", fit.sketch)
+                self.hoist_memo[key] = self.prologue.sketch(INPUT, fit.sketch)
             self.sketch_rows = fit.sketch
             powers = [self.hoist_memo[key]]
             for _ in range(deg):
@@ -116,15 +115,15 @@ class DirectLowering:
             powers = [b.identity(1.0)] + [monomial_matrix(env, ((fit.residual, j),)) for j in range(1, deg + 1)]
         data = tuple(tuple((c.univariate(fit.residual) or {}).get(j, 0.0) for j in range(deg + 1))
                      for c in fit.coeffs)
-        b.fit(fit.param, res, powers, data, fit.lo, fit.hi)
-        scope.runtime = scope.runtime | {fit.param}
+        scope.runtime = scope.runtime | {fit.param: b.fit(self.namer.scalar(fit.param), res, powers, data, fit.lo,
+                                                          fit.hi)}
 
     def output_region(self) -> tuple[list[Op], tuple[str, ...]]:
         b = Builder(self.shapes, prefix="o", square=self.square)
         outs = []
         for o in self.smap.outputs:
             if o.var in self.consts:
-                outs.append(b.identity(self.consts[o.var], out=canonical(o.var)))
+                outs.append(b.identity(self.consts[o.var], out=self.namer.matrix(o.var)))
             else:
                 outs.append(self.names[o.var])
         return b.ops, tuple(outs)
@@ -141,5 +140,5 @@ def lower_direct(smap: SpectralMap, method: str = "auto") -> Schedule:
     out_ops, outs = low.output_region()
     regions = eliminate_dead(regions, out_ops, outs)
     blocks = tuple(init_ops) + tuple(low.prologue.ops) + roll_loops(regions) + tuple(out_ops)
-    return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes["G"],
+    return Schedule(form="direct", blocks=blocks, outputs=outs, input_shape=low.shapes[INPUT],
                     sketch_rows=low.sketch_rows)

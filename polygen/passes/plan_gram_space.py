@@ -8,6 +8,10 @@ Q ← I) bounds the growth of Q, which is what limits this form in bf16 (Dao-AIL
 from __future__ import annotations
 
 from polygen.errors import ScheduleError
+from polygen.ir.names import GRAM_Q as Q
+from polygen.ir.names import GRAM_R as R
+from polygen.ir.names import GRAM_X as X
+from polygen.ir.names import INPUT
 from polygen.ir.poly import Poly
 from polygen.ir.schedule import Schedule
 from polygen.ir.spectral import RECTANGULAR, SpectralMap
@@ -39,18 +43,18 @@ def plan_gram_space(smap: SpectralMap, restarts: tuple[int, ...] = (), method: s
     """The Gram-space plan with restarts after the given (0-based) step instances."""
     if not gram_space_applicable(smap):
         raise ScheduleError(f"{smap.name}: the Gram-space form needs one rectangular variable x with x·h(x²) steps")
-    x = smap.variables[0].name
-    shapes: dict[str, str] = {"G": "L"}
+    x = smap.variables[0].name  # the spec symbol: never in the code (X, R, Q are ours)
+    shapes: dict[str, str] = {INPUT: "L"}
     init = Builder(shapes, prefix="i")
-    init.alias("G", out="X")
-    init.matmul("X", "X", tb=True, out="R", note="R = XXᵀ")
+    init.alias(INPUT, out=X)
+    init.matmul(X, X, tb=True, out=R, note="R = XXᵀ")
     instances = [step for step in smap.steps for _ in range(step.repeat)]
     total = len(instances)
     regions: list[Region] = []
     fresh = True
     for t, step in enumerate(instances):
         b = Builder(shapes, prefix="t")
-        scope = Scope({gram_symbol(x, x): "R"}, {}, frozenset(), b, b, {}, method=method)
+        scope = Scope({gram_symbol(x, x): R}, {}, frozenset(), b, b, {}, method=method)
         rect = {x}
         for let in step.lets:
             scope.names[let.name] = b.pin(b.materialize(eval_sym(scope.symenv(), to_gram_poly(let.expr, rect))))
@@ -60,21 +64,21 @@ def plan_gram_space(smap: SpectralMap, restarts: tuple[int, ...] = (), method: s
             raise ScheduleError(f"{smap.name}: step {step.label} is not of the form x·h(x²)")
         h = b.materialize(eval_sym(scope.symenv(), hs[x]))
         if fresh:
-            b.alias(h, out="Q")
+            b.alias(h, out=Q)
         else:
-            b.matmul(h, "Q", out="Q", note="Q ← HQ")
+            b.matmul(h, Q, out=Q, note="Q ← HQ")
         fresh = False
         if t == total - 1:
             pass  # the last step needs Q only
         elif t in restarts:
-            b.matmul("Q", "X", out="X", note="restart: X ← QX")
-            b.matmul("X", "X", tb=True, out="R", note="restart: R ← XXᵀ")
+            b.matmul(Q, X, out=X, note="restart: X ← QX")
+            b.matmul(X, X, tb=True, out=R, note="restart: R ← XXᵀ")
             fresh = True
         else:
-            hr = b.matmul(h, "R")
-            b.matmul(hr, h, out="R", note="R ← HRH")
+            hr = b.matmul(h, R)
+            b.matmul(hr, h, out=R, note="R ← HRH")
         regions.append(Region(tuple(b.ops), step.label))
     fin = Builder(shapes, prefix="o")
-    fin.matmul("Q", "X", out="X", note="X = QX₀")
+    fin.matmul(Q, X, out=X, note="X = QX₀")
     blocks = tuple(init.ops) + roll_loops(regions) + tuple(fin.ops)
-    return Schedule(form="gram", blocks=blocks, outputs=("X",), input_shape="L", restarts=tuple(sorted(restarts)))
+    return Schedule(form="gram", blocks=blocks, outputs=(X,), input_shape="L", restarts=tuple(sorted(restarts)))

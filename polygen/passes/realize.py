@@ -32,12 +32,12 @@ class Scope:
     prologue: Builder
     hoist_memo: dict  # shared across steps
     method: str = "auto"
-    runtime: frozenset[str] = frozenset()  # run-time scalar symbols (fitted parameters) bound in this step
+    runtime: dict[str, str] = field(default_factory=dict)  # fitted parameters bound in this step -> code names
     _env: SymEnv | None = field(default=None)
 
     def eval(self, h: Poly) -> Aff:
         """eval_sym, except that a run-time scalar a splits h = h₀ + a·h₁ into one fused combination."""
-        rt = sorted(h.symbols & self.runtime)
+        rt = sorted(h.symbols & self.runtime.keys())
         if not rt:
             return eval_sym(self.symenv(), h)
         if len(rt) > 1 or h.degree(rt[0]) > 1:
@@ -52,8 +52,8 @@ class Scope:
         if p0.m is not None:
             terms.append((p0.k1, p0.m))
         if p1.m is not None:
-            terms.append((affine_scalar(0.0, p1.k1, a), p1.m))
-        return Aff(0.0, 1.0, self.builder.lincomb(terms, gamma=affine_scalar(p0.k0, p1.k0, a),
+            terms.append((affine_scalar(0.0, p1.k1, self.runtime[a]), p1.m))
+        return Aff(0.0, 1.0, self.builder.lincomb(terms, gamma=affine_scalar(p0.k0, p1.k0, self.runtime[a]),
                                                    note=f"uses the fitted {a}"))
 
     def symenv(self) -> SymEnv:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from polygen.ir.names import temporary
 from polygen.ir.schedule import Block, Loop, Op, Ref
 
 _SCALAR_FIELDS = ("alpha", "beta", "gamma", "terms", "note")  # terms: their coefficients roll, names stay
@@ -59,7 +60,7 @@ def roll_loops(regions: list[Region]) -> tuple[Block, ...]:
         else:
             rows = [[v for op in r.ops for v in _scalars(op)] for r in group]
             varying = [k for k in range(len(rows[0])) if len({row[k] for row in rows}) > 1]
-            names = {k: Ref(f"c{n}") for n, k in enumerate(varying)}
+            names = {k: Ref(temporary("c", n)) for n, k in enumerate(varying)}
             template = [names.get(k, rows[0][k]) for k in range(len(rows[0]))]
             body, pos = [], 0
             for op in group[0].ops:

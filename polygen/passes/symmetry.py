@@ -6,6 +6,7 @@ so the decision lives here rather than in either of them.
 
 from __future__ import annotations
 
+from polygen.ir.names import INPUT
 from polygen.ir.schedule import Alias, Identity, LinComb, Loop, MatMul, Op, Schedule
 
 __all__ = ["block_triangle_ops", "half_tile_ops", "op_positions"]
@@ -22,7 +23,7 @@ class _Sym:
     def __init__(self, sched: Schedule):
         self.next_gen = 0
         sym_input = sched.input_shape == "N"
-        self.state: dict[str, tuple[bool, int]] = {"G": (True, self.fresh()) if sym_input else (False, -1)}
+        self.state: dict[str, tuple[bool, int]] = {INPUT: (True, self.fresh()) if sym_input else (False, -1)}
 
     def fresh(self) -> int:
         self.next_gen += 1

@@ -1,28 +1,27 @@
-"""Which names a spec may give its symbols: they become Python identifiers in generated code.
+"""Which names a spec may give its symbols, some of which become Python identifiers in generated code.
 
-Spec names are lower-case identifiers of bounded length and never Python keywords: the compiler's own
-names are upper-case (variables become ``X``, ``Y``), ``_private`` helpers and numbered temporaries, and
-lets and coefficients never reach the code by name. Names that do appear as written — fitted parameters,
-bound as plan-function locals — may in addition be no builtin and no name the generated modules bind
-themselves; tests/test_spec_hostile.py checks RESERVED against every generated module, so a template that
-starts binding a new name must add it here.
+Spec names are lower-case identifiers of bounded length and never Python keywords (``SPEC_SYMBOL``). How they
+reach generated code is decided in one place, polygen/ir/names.py: matrix variables become upper-case names
+(``x`` → ``X``), fitted parameters keep their spelling, and a trailing underscore escapes any name that would
+meet the compiler's own (``g`` → ``G_``, ``g_`` → ``G__``), a bijection that the compiler checks. Lets,
+coefficients and table columns never reach the code by name. So collisions are impossible by construction;
+the one rule kept here on top is that a fitted parameter, which the generated code shows as written, is no
+builtin and no name the generated modules use (RESERVED, TEMPORARY: ir/names.py's own lists), so that the code
+reads the parameter under the name the spec gave it. Names valid before issue 23 stay valid.
 """
 
 from __future__ import annotations
 
 import builtins
 import keyword
-import re
 
+from polygen.ir.names import SPEC_SYMBOL, TEMPLATE_NAMES, TEMPORARY
 from polygen.runtime.specfiles import SPEC_NAME
 
-NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+NAME = SPEC_SYMBOL
 # Lower-case names bound at module level or inside plan functions by the templates and the passes.
-RESERVED = frozenset({
-    "apply", "choose_plan", "coef", "lincomb", "math", "matmul", "os", "pair_matmul", "polygen", "sym_matmul",
-    "table", "tile_shared_bytes", "tl", "torch", "triton", "triton_op", "typing", "wrap_triton",
-})
-TEMPORARY = re.compile(r"[cthio][0-9]+|.*_kernel")  # builder temporaries (t0, h1, i2, o3), loop params (c0)
+RESERVED = frozenset(n for n in TEMPLATE_NAMES if n[:1].islower())
+__all__ = ["NAME", "RESERVED", "TEMPORARY", "check_name", "check_spec_name"]
 
 
 def check_name(value: object, what: str, *, in_code: bool = False) -> str:

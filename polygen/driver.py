@@ -13,6 +13,7 @@ from polygen.errors import PolygenError, SpecError
 from polygen.ir.spectral import SpectralMap
 from polygen.passes.normalize import normalize
 from polygen.passes.pipeline import Stages, candidate_plans
+from polygen.passes.validate_translation import validate_translation
 from polygen.passes.verify_convergence import verify_convergence, verify_map
 from polygen.spec import load_spec
 
@@ -26,7 +27,10 @@ def _normalized_plans(smap: SpectralMap) -> tuple[SpectralMap, dict]:
     # [A] spec -> normalized spectral map
     spectral = normalize(smap)
     # [B] spectral map -> candidate schedules per dtype class (the direct plan once, Gram plans per dtype)
-    return spectral, candidate_plans(spectral)
+    plans = candidate_plans(spectral)
+    # [B'] translation validation: every plan, interpreted on the domain, computes the spec's map (else no code)
+    validate_translation(smap, plans)
+    return spectral, plans
 
 
 @functools.lru_cache(maxsize=64)

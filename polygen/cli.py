@@ -60,9 +60,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from polygen.driver import build
+    from polygen.runtime import loader
+    from polygen.runtime.files import inside
 
-    for p in build(args.specs or None, out=args.out):
-        print(f"wrote {p}")
+    files = build(args.specs or None, out=args.out)
+    for p, changed in files.items():
+        if changed:
+            print(f"wrote {p}")
+    if any(inside(p, loader.CACHE_DIR) for p in files) and args.out is None:
+        print(f"user specs went to the cache polygen.load reads ({loader.CACHE_DIR}); pass --out DIR to write "
+              "them to a folder of your own")
+    same = sum(not changed for changed in files.values())
+    if same:
+        print(f"unchanged: {same} file(s) already held the generated text")
     return 0
 
 
@@ -199,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="torch", choices=("torch", "triton"))
     s.set_defaults(func=cmd_show)
 
-    s = sub.add_parser("build", help="write generated/ for the given (default: all) built-in specs")
+    s = sub.add_parser("build", help="write generated/ for the given (default: all) built-in specs; a user spec "
+                                     "goes to the cache polygen.load reads, or to --out DIR")
     s.add_argument("specs", nargs="*")
     s.add_argument("--out", type=Path, default=None)
     s.set_defaults(func=cmd_build)

@@ -104,37 +104,48 @@ def available_backends() -> tuple[str, ...]:
 
 
 def build(specs: list[str] | None = None, out: Path | None = None, backends: tuple[str, ...] | None = None
-          ) -> list[Path]:
-    """Write generated/<backend>/<spec>.py for the given (default: all built-in) specs.
+          ) -> dict[Path, bool]:
+    """Write generated/<backend>/<spec>.py for the given (default: all built-in) specs; each file written maps to
+    whether its text changed (an unchanged file is left as it is).
 
-    Files are written through exclusive temporary files and renamed into place (runtime.files.write_atomic),
-    only inside ``out``; a user spec may not take a built-in's file unless its text is the built-in's."""
+    Without ``out``, built-ins go to the shipped tree (generated/) and user specs to the cache that
+    ``polygen.load`` reads (runtime.loader.cache_path), never into the shipped tree, which in an installed wheel
+    is site-packages. Files are written through exclusive temporary files and renamed into place
+    (runtime.files.write_atomic), only inside their folder; a user spec may not take a built-in's file in the
+    shipped tree unless its text is the built-in's."""
+    from polygen.runtime import loader
     from polygen.runtime.files import inside, write_atomic
-    from polygen.runtime.loader import GENERATED_DIR
-    from polygen.spec import list_specs
+    from polygen.runtime.specfiles import is_builtin, list_specs
 
-    out = Path(out) if out is not None else GENERATED_DIR
+    shipped = loader.GENERATED_DIR
     backends = backends or available_backends()
     maps = [_spec(name) for name in specs or list_specs()]  # every spec is checked before anything is written
-    for smap in maps:
-        _claim_builtin_name(smap)
-    written = []
+    if out is not None and Path(out).resolve() == shipped.resolve():  # without out, user specs go to the cache
+        for smap in maps:
+            _claim_builtin_name(smap)
+    written: dict[Path, bool] = {}
     for smap in maps:
         for be in backends:
-            path = out / be / f"{smap.name}.py"
+            if out is None and not is_builtin(smap.source):
+                folder = loader.CACHE_DIR
+                path = loader.cache_path(smap.source_hash, be, loader.cache_stem(smap.source))
+            else:
+                folder = Path(out) if out is not None else shipped
+                path = folder / be / f"{smap.name}.py"
             path.parent.mkdir(parents=True, exist_ok=True)
-            if not inside(path.parent, out) or path.is_symlink():
-                raise PolygenError(f"refusing to write {path}: it leads outside the output folder {out}")
+            if not inside(path.parent, folder) or path.is_symlink():
+                raise PolygenError(f"refusing to write {path}: it leads outside the output folder {folder}")
             src = generate(smap, backend=be)
-            if not path.exists() or path.read_text(encoding="utf-8") != src:
+            changed = not path.exists() or path.read_text(encoding="utf-8") != src
+            if changed:
                 write_atomic(path, src)
-            written.append(path)
+            written[path] = changed
     return written
 
 
 def _claim_builtin_name(smap: SpectralMap) -> None:
-    """A user spec named like a built-in would overwrite the built-in's generated file: an error, unless it
-    is the built-in's text."""
+    """A user spec named like a built-in would overwrite the built-in's file in the shipped tree: an error,
+    unless it is the built-in's text (any other folder may hold it)."""
     from polygen.spec import BUILTIN_DIR, list_specs, spec_hash, spec_text
 
     if smap.name not in list_specs() or Path(smap.source).resolve().parent == BUILTIN_DIR:

@@ -112,3 +112,59 @@ def test_compare_prints_the_plan_the_policy_runs(capsys):
     code, out, _ = run(capsys, "compare", "muon_ns5", "--shape", "256x1024", "--repeats", "1", "--no-peers", "--json")
     (row,) = json.loads(out)
     assert code == 0 and (row["form"], row["matmuls"]) == ("direct", 15)
+
+
+def _user_spec(tmp_path, name="mine"):
+    from pathlib import Path
+
+    text = (Path(polygen.__file__).parent / "specs" / "muon_ns5.toml").read_text()
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(text.replace('name = "muon_ns5"', f'name = "{name}"').replace("repeat = 5", "repeat = 6"))
+    return spec
+
+
+def test_build_of_a_user_spec_without_out_fills_the_cache_not_the_shipped_tree(capsys, tmp_path, monkeypatch):
+    """In an installed wheel the shipped tree is site-packages, where a user's module would be an orphan for
+    `polygen check` (issue 23): without --out a user spec is compiled into the cache that polygen.load reads."""
+    import shutil
+
+    from polygen import driver
+    from polygen.runtime import loader
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(loader.GENERATED_DIR, shipped)
+    before = sorted(p.relative_to(shipped) for p in shipped.rglob("*.py"))
+    monkeypatch.setattr(loader, "GENERATED_DIR", shipped)
+    monkeypatch.setattr(loader, "CACHE_DIR", tmp_path / "cache")
+    spec = _user_spec(tmp_path)
+    code, out, err = run(capsys, "build", str(spec))
+    assert code == 0, err
+    assert sorted(p.relative_to(shipped) for p in shipped.rglob("*.py")) == before
+    digest = polygen.spec.spec_hash(spec.read_text())
+    cached = loader.cache_path(digest, "torch", "mine")
+    assert cached.is_file() and f"wrote {cached}" in out and "--out DIR" in out
+
+    def no_compiler(*a, **k):
+        raise AssertionError("polygen.load compiled a spec that `polygen build` had cached")
+
+    monkeypatch.setattr(driver, "compile_module", no_compiler)
+    assert polygen.load(str(spec), backend="torch").name == "mine"
+
+
+def test_build_says_which_files_it_left_unchanged(capsys, tmp_path):
+    code, out, _ = run(capsys, "build", "muon_ns5", "--out", str(tmp_path))
+    assert code == 0 and out.count("wrote ") == 2 and "unchanged" not in out
+    code, out, _ = run(capsys, "build", "muon_ns5", "--out", str(tmp_path))
+    assert code == 0 and "wrote" not in out and "unchanged: 2 file(s)" in out
+
+
+def test_build_of_a_user_spec_named_like_a_built_in_goes_anywhere_but_the_shipped_tree(capsys, tmp_path):
+    from polygen.runtime import loader
+
+    spec = _user_spec(tmp_path, "muon_ns5")
+    code, out, err = run(capsys, "build", str(spec), "--out", str(tmp_path / "mine"))
+    assert code == 0 and (tmp_path / "mine" / "torch" / "muon_ns5.py").is_file(), err
+    before = (loader.GENERATED_DIR / "torch" / "muon_ns5.py").read_bytes()
+    code, out, err = run(capsys, "build", str(spec), "--out", str(loader.GENERATED_DIR))
+    assert code == 2 and "built-in spec's" in err
+    assert (loader.GENERATED_DIR / "torch" / "muon_ns5.py").read_bytes() == before

@@ -224,19 +224,26 @@ def test_planted_cache_file_is_replaced_not_imported(monkeypatch, tmp_path):
     assert "open(" not in planted.read_text()  # replaced by the compiled module
 
 
-def test_build_keeps_built_in_files_and_its_output_folder(tmp_path):
+def test_build_keeps_built_in_files_and_its_output_folder(tmp_path, monkeypatch):
+    """A user spec named like a built-in may not replace the built-in's file in the shipped tree; any other
+    folder may hold it (issue 23: it was refused everywhere)."""
     from polygen.driver import build
+    from polygen.runtime import loader
 
+    shipped = tmp_path / "shipped"
+    (shipped / "torch").mkdir(parents=True)
+    monkeypatch.setattr(loader, "GENERATED_DIR", shipped)
     text = (REPO / "polygen/specs/muon_ns5.toml").read_text()
     mine = tmp_path / "muon_ns5.toml"
     mine.write_text(text.replace("repeat = 5", "repeat = 6"))
     with pytest.raises(SpecError) as ei:
-        build([str(mine)], out=tmp_path / "gen", backends=("torch",))
+        build([str(mine)], out=shipped, backends=("torch",))
     assert ei.value.field == "name" and "built-in" in str(ei.value)
     assert mine.read_text().splitlines()[ei.value.line - 1].startswith("name = ")
-    assert not (tmp_path / "gen").exists()
+    assert not list((shipped / "torch").iterdir())
+    assert list(build([str(mine)], out=tmp_path / "gen", backends=("torch",))) == [tmp_path / "gen/torch/muon_ns5.py"]
     mine.write_text(text)  # the built-in's own text may be built anywhere
-    assert build([str(mine)], out=tmp_path / "gen", backends=("torch",)) == [tmp_path / "gen/torch/muon_ns5.py"]
+    assert list(build([str(mine)], out=shipped, backends=("torch",))) == [shipped / "torch/muon_ns5.py"]
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()

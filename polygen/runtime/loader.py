@@ -88,6 +88,11 @@ def cache_path(digest: str, backend: str, stem: str = "spec") -> Path:
     return CACHE_DIR / f"{backend}_{stem}_{key}.py"
 
 
+def cache_stem(source: str) -> str:
+    """The readable part of a cache file's name: the spec file's stem, as an identifier."""
+    return re.sub(r"\W", "_", Path(source).stem)[:40]
+
+
 def module_for(spec: Any, backend: str) -> ModuleType:
     """The generated module of ``spec`` (a built-in name, a path or a parsed SpectralMap) for ``backend``."""
     if backend not in BACKENDS:
@@ -97,7 +102,7 @@ def module_for(spec: Any, backend: str) -> ModuleType:
     else:
         text, source = spec_text(spec)
         digest = spec_hash(text)
-    stem = re.sub(r"\W", "_", Path(source).stem)[:40]
+    stem = cache_stem(source)
     modname = f"polygen_generated.{backend}.{stem}_{digest[:12]}_{compiler_key(backend)[:8]}"
     if modname in sys.modules:
         return sys.modules[modname]

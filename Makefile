@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # A pinned torch resolves to the CPU build here; any other spec may pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
-# Pinned too: generated/ carries a compiler key that covers the torch and Triton versions (polygen check).
+# Pinned too: the Triton version tested with this torch (pyproject.toml declares the tested ranges).
 TRITON := triton==3.9.0
 SHAPE ?= 1024x4096
 PYTEST_ARGS ?=

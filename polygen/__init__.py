@@ -12,8 +12,10 @@ import importlib
 from typing import Any
 
 from polygen.errors import ConvergenceError, PolygenError, ScheduleError, SpecError, StaleGeneratedError
+from polygen.torch_version import check_torch
 
 __version__ = "0.1.0"
+check_torch()  # an untested torch minor version is an ImportError with the tested range (polygen.torch_version)
 
 _LAZY = {
     "generate": "polygen.driver", "schedule": "polygen.driver",
@@ -27,8 +29,8 @@ __all__ = [
 ]
 
 
-_SUBMODULES = {"cli", "codegen", "compare", "cost", "driver", "errors", "fit", "ir", "optim", "passes", "plot",
-               "resources", "runtime", "spec"}
+_SUBMODULES = {"cli", "codegen", "compare", "cost", "driver", "dtypes", "errors", "fit", "ir", "optim", "passes",
+               "plot", "resources", "runtime", "spec"}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import polygen
 from polygen import SpecError
+from polygen.spec import spec_text
 
 GOOD = textwrap.dedent('''\
     name = "t"
@@ -199,3 +200,186 @@ def test_builtin_name_must_match_file(tmp_path):
     assert polygen.load_spec(str(p)).name == "t"  # user paths may use any name
     with pytest.raises(SpecError, match="unknown spec"):
         polygen.load_spec("no_such_spec")
+
+
+# -- the line locator: one linear pass that knows TOML's strings (issue 23, item 2) -----------------------------
+
+def _error(text: str) -> SpecError:
+    with pytest.raises(SpecError) as e:
+        polygen.parse_spec(text, source="t.toml")
+    return e.value
+
+
+def test_a_header_inside_a_multiline_description_is_text():
+    """``[x]`` and ``[[steps]]`` lines inside a \"\"\" description are not tables: the fields after them keep
+    their lines (the regex locator took them as headers and sent ``target`` to line 1)."""
+    desc = 'description = """\n[x]\n[[steps]]\n[ [ [\n"""\n'
+    text = GOOD.replace('target = "polar"', desc + 'target = "polarr"')
+    e = _error(text)
+    assert (e.field, e.line) == ("target", line_of(text, "polarr"))
+
+
+def test_the_second_array_entry_is_located():
+    """Errors in the second ``[[steps]]`` entry name its own lines (the regex locator recorded it as
+    ``steps[0][0]`` and answered with the first entry's line)."""
+    text = GOOD.replace("[output]", '[[steps]]\nrepeat = 1\nupdate = { x = "1.5*x - 0.5*x**3" }\nlabell = "b"\n\n'
+                                    "[output]")
+    e = _error(text)
+    assert (e.field, e.line) == ("steps[1].labell", line_of(text, "labell"))
+
+
+@pytest.mark.parametrize("old,new,field,needle", [
+    ("[variables.x]", '[variables."х"]', "variables.х", "[variables."),
+    ('a = "3.4445"', '"na\\u0041me" = "3.4445"', "steps[0].coefficients.naAme", '"na'),
+    ('a = "3.4445"', "'lit.eral' = \"3.4445\"", "steps[0].coefficients.lit.eral", "'lit"),
+    ('lower = "0.3"', 'lower = "0.3"\n"tol" . "x" = 1', "verify.tol", '"tol"'),
+])
+def test_quoted_escaped_and_non_ascii_keys_are_located(old, new, field, needle):
+    text = GOOD.replace(old, new)
+    e = _error(text)
+    assert (e.field, e.line) == (field, line_of(text, needle)), str(e)
+
+
+def test_non_ascii_names_are_refused_naming_the_character():
+    e = _error(GOOD.replace("[variables.x]", '[variables."ｘ"]'))
+    assert "U+FF58" in str(e) and "FULLWIDTH LATIN SMALL LETTER X" in str(e)
+
+
+@pytest.mark.parametrize("expr", ["a*ｘ + b*x**3 + c*x**5", "a*𝐱 + b*x**3 + c*x**5"])
+def test_non_ascii_identifiers_in_expressions_are_refused(expr):
+    """Python's parser applies NFKC: fullwidth ``ｘ`` and bold ``𝐱`` would be read as ``x``."""
+    text = GOOD.replace('update = { x = "a*x + b*x**3 + c*x**5" }', f'update = {{ x = "{expr}" }}')
+    e = _error(text)
+    assert e.field == "steps[0].update.x" and e.line == line_of(text, "update") and "non-ASCII" in str(e)
+
+
+@pytest.mark.parametrize("key", ["repeat" + ".a" * 1500, "fit.sketch" + ".s" * 1500])
+def test_deep_dotted_keys_are_a_located_error(key):
+    """A 1,500-deep dotted key needs no ``[``/``{``; its value's repr recursed past the interpreter's limit."""
+    text = GOOD.replace("repeat = 5", f"repeat = 5\n{key} = 1")
+    e = _error(text)
+    assert e.line == line_of(text, key[:20]) and "nest deeper" in str(e)
+
+
+def test_messages_show_bounded_values():
+    e = _error(GOOD.replace('a = "3.4445"', 'a = "' + "1" * 90 + '*' + "x" * 19_000 + '"'))
+    assert len(str(e)) < 600
+    e = _error(GOOD.replace("repeat = 5", "repeat.a.a.a.a.a.a.a.a.a.a = 5"))
+    assert len(str(e)) < 600
+
+
+def test_no_pattern_in_spec_nests_quantifiers():
+    """Every regex that sees spec text is linear: no repeat inside a repeat (the cubic `_HEADER` had one)."""
+    import ast as pyast
+    import re
+    import re._parser as sre  # type: ignore[import-not-found]
+
+    repeats = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
+
+    def nested(items, inside: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                if inside or nested(av[2], True):
+                    return True
+            elif op in (sre.SUBPATTERN,):
+                if nested(av[-1], inside):
+                    return True
+            elif op is sre.BRANCH:
+                if any(nested(b, inside) for b in av[1]):
+                    return True
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                if nested(av[1], inside):
+                    return True
+        return False
+
+    assert nested(sre.parse(r"(?:a+)*"), False) and not nested(sre.parse(r"[a-z]+\.[0-9]*"), False)
+    root = Path(polygen.__file__).parent / "spec"
+    patterns = []
+    for f in sorted(root.glob("*.py")):
+        for node in pyast.walk(pyast.parse(f.read_text())):
+            if (isinstance(node, pyast.Call) and isinstance(node.func, pyast.Attribute)
+                    and isinstance(node.func.value, pyast.Name) and node.func.value.id == "re"
+                    and node.args and isinstance(node.args[0], pyast.Constant) and isinstance(node.args[0].value, str)):
+                patterns.append((f.name, node.args[0].value))
+    import importlib
+
+    for name in ("expr", "locate", "names", "parse"):
+        mod = importlib.import_module(f"polygen.spec.{name}")
+        patterns += [(mod.__name__, v.pattern) for v in vars(mod).values() if isinstance(v, re.Pattern)]
+    assert len(patterns) >= 5
+    bad = [(where, p) for where, p in patterns if nested(sre.parse(p), False)]
+    assert not bad
+
+
+# -- numeric ranges, finiteness in the served dtypes, a domain from 0 (issue 23, items 3 and 6) -----------------
+
+@pytest.mark.parametrize("old,new,field", [
+    ('domain = ["1e-3", "1"]', 'domain = ["1e-3", "1"]\n[input]\nsafety = "1e-300"', "input.safety"),
+    ('domain = ["1e-3", "1"]', 'domain = ["1e-3", "1"]\n[input]\neps = "1e300"', "input.eps"),
+    ('domain = ["1e-3", "1"]', 'domain = ["0", "1e300"]', "domain"),
+    ('domain = ["1e-3", "1"]', 'domain = ["1e-300", "1"]', "domain"),
+    ('a = "3.4445"', 'a = "1e300"', "steps[0].coefficients.a"),
+    ('upper = "1.3"', 'upper = "1e300"', "verify.upper"),
+    ('lower = "0.3"', 'lower = "0.3"\ntolerance = "1e9"', "verify.tolerance"),
+])
+def test_numeric_fields_have_ranges(old, new, field):
+    text = GOOD.replace(old, new).replace('expect = "bounded"', 'expect = "none"')
+    e = _error(text)
+    assert e.field == field and e.line == line_of(text, new.splitlines()[-1]), str(e)
+
+
+def test_inverse_root_r_and_fit_interval_have_ranges():
+    root = spec_text("inv_root_2")[0]
+    e = _error(root.replace('r = "2"', 'r = "1000000"'))
+    assert e.field == "r"
+    prism = spec_text("prism_polar")[0]
+    e = _error(prism.replace('["3/8", "29/20"]', '["3/8", "1e300"]'))
+    assert e.field == "steps[0].fit.interval"
+
+
+@pytest.mark.parametrize("expr", ["1e300*x", "1e30*x"])
+def test_values_past_float32_are_refused_even_without_a_claim(expr):
+    """``expect = "none"`` skipped every check: a 1e300 coefficient passed show and build and failed only when
+    run ("value cannot be converted to type float without overflow")."""
+    from polygen.passes.verify_convergence import verify_convergence
+
+    text = GOOD.replace('"a*x + b*x**3 + c*x**5"', f'"{expr}"').replace('expect = "bounded"', 'expect = "none"')
+    smap = polygen.parse_spec(text, source="t.toml")
+    with pytest.raises(SpecError) as e:
+        verify_convergence(smap)
+    assert "not finite in float32" in str(e.value) and e.value.line is not None
+
+
+def test_a_spec_finite_in_float32_only_records_its_dtypes():
+    from polygen.passes.verify_convergence import verify_convergence
+
+    text = GOOD.replace('"a*x + b*x**3 + c*x**5"', '"1e5*x"').replace("repeat = 5", "repeat = 1").replace(
+        'expect = "bounded"', 'expect = "none"')
+    rep = verify_convergence(polygen.parse_spec(text, source="t.toml"))
+    assert rep.finite_dtypes == ("float32", "bfloat16", "float64")
+    assert all("float16" in polygen.passes.verify_convergence.verify_map(polygen.load_spec(n)).finite_dtypes
+               for n in ("muon_ns5", "inv_root_2", "ifnso_14"))
+
+
+@pytest.mark.parametrize("name", ["ns_cubic", "muonp_1_3", "polar_express"])
+def test_a_domain_from_zero_is_checked_on_the_open_interval(name):
+    """An odd map is 0 at 0 (the polar factor and U S^p Vᵀ are 0 on the null space): x = 0 itself is no sign
+    flip. What fails is named by where the map really misses its claim, never "[0, 0]"."""
+    import re
+
+    from polygen.passes.verify_convergence import verify_map
+
+    text = re.sub(r"domain = \[[^\]]*\]", 'domain = ["0", "1"]', spec_text(name)[0])
+    rep = verify_map(polygen.parse_spec(text, source="z.toml"))
+    assert not rep.sign_flip
+    assert not any("[0, 0]" in f for f in rep.failures)
+    if name == "muonp_1_3":
+        assert rep.ok
+
+
+def test_an_inverse_root_domain_from_zero_says_what_to_write():
+    text = spec_text("inv_root_2")[0]
+    import re
+
+    e = _error(re.sub(r"domain = \[[^\]]*\]", 'domain = ["0", "1.5"]', text))
+    assert e.field == "domain" and 'domain = ["1e-6", "1.5"]' in str(e)

@@ -2,6 +2,9 @@
 
 Reports the image of the domain, the worst relative error to the target, sign flips, blow-ups and the
 sub-interval where the map is within 5 % of its target; fails a spec that breaks its own ``[verify]`` claim.
+Whatever the claim (``expect = "none"`` too), every constant and every intermediate value of the map must be
+finite in float32 and float64; the dtypes it is finite in (float16 often not) are recorded for the generated
+module, which refuses the others at call time.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from polygen.errors import ConvergenceError
-from polygen.ir.evaluate import output_map
+from polygen.ir.evaluate import largest_magnitude, output_map
 from polygen.ir.spectral import SpectralMap, target_exponent
 
 BLOWUP = 1e6
+# The dtypes a generated module serves, and the largest finite value of each.
+DTYPE_MAX = {"float32": float(np.finfo(np.float32).max), "bfloat16": 3.3895313892515355e38,
+             "float16": float(np.finfo(np.float16).max), "float64": float(np.finfo(np.float64).max)}
+REQUIRED = ("float32", "float64")  # a spec not finite in these is refused outright
+HEADROOM = 16.0  # the largest value seen on the grid, times this, must be finite: the grid samples the domain
 SCALES = (1e-2, 1e2)  # input scales the output scaling is checked at (besides 1)
 
 
@@ -38,6 +46,9 @@ class Report:
     within_5pct: tuple[float, float] | None  # largest sub-interval with relative error <= 5 %
     failures: tuple[str, ...]
     scale_error: float = 0.0  # worst relative error for inputs scaled by SCALES (not normalized to 1)
+    largest: float = 0.0  # the largest constant or intermediate magnitude of the map on the domain
+    largest_at: str = ""  # where it occurs
+    finite_dtypes: tuple[str, ...] = tuple(DTYPE_MAX)  # the dtypes in which largest * HEADROOM is finite
 
     @property
     def ok(self) -> bool:
@@ -52,6 +63,8 @@ class Report:
             f"  within 5 %      {w}",
             f"  sign flip       {'YES' if self.sign_flip else 'no'}",
             f"  blow-up         {'YES' if self.blowup else 'no'}",
+            f"  largest value   {self.largest:.4g} ({self.largest_at})",
+            f"  finite in       {', '.join(self.finite_dtypes) or 'no served dtype'}",
         ]
         lines += [f"  FAIL: {f}" for f in self.failures]
         return "\n".join(lines)
@@ -81,15 +94,24 @@ def _intervals(mask: np.ndarray, x: np.ndarray) -> str:
     return ", ".join(parts[:4]) + (" …" if len(parts) > 4 else "")
 
 
+def finite_dtypes(largest: float) -> tuple[str, ...]:
+    """The served dtypes in which a map whose values reach ``largest`` stays finite (with HEADROOM)."""
+    return tuple(d for d, top in DTYPE_MAX.items() if np.isfinite(largest) and largest * HEADROOM <= top)
+
+
 def verify_map(smap: SpectralMap, n: int = 4001) -> Report:
     x = domain_grid(*smap.domain, n=n)
     y = np.asarray(output_map(smap, x), dtype=float)
-    t = smap.target_value(x)
-    finite = np.isfinite(y)
     with np.errstate(all="ignore"):
-        rel = np.where(finite, np.abs(y - t) / np.abs(t), np.inf)
+        t = smap.target_value(x)
+    finite = np.isfinite(y)
+    # x = 0 (a domain may start there): an odd map is 0 at 0, as the polar factor and U S^p Vᵀ are on the null
+    # space; a symmetric target that is 0 there (sqrt) is met when y is 0 too. Inverse roots cannot start at 0.
+    exempt = (x == 0) & ((smap.input_kind == "rectangular") | (y == t))
+    with np.errstate(all="ignore"):
+        rel = np.where(exempt, 0.0, np.where(finite, np.abs(y - t) / np.abs(t), np.inf))
     blow = ~finite | (np.abs(np.nan_to_num(y, nan=np.inf)) > BLOWUP)
-    flip = finite & (y <= 0)
+    flip = finite & (y <= 0) & ~exempt
     i = int(np.argmax(rel))
     failures: list[str] = []
     pol = smap.verify
@@ -101,18 +123,25 @@ def verify_map(smap: SpectralMap, n: int = 4001) -> Report:
         failures.append(f"does not converge to within {pol.tolerance:g}: relative error > tolerance for x in "
                         f"{_intervals(rel > pol.tolerance, x)} (worst {rel[i]:.3e} at x = {x[i]:.4g})")
     if pol.expect == "bounded":
-        out = finite & ((y <= pol.lower) | (y > pol.upper))
+        out = finite & ((y <= pol.lower) | (y > pol.upper)) & ~exempt
         if out.any():
             failures.append(f"image leaves ({pol.lower:g}, {pol.upper:g}] for x in {_intervals(out, x)}")
     if pol.expect == "none":
         failures = []
-    scale_error, scale_failure = _unnormalized_error(smap, y, t, finite)
+    largest, largest_at = largest_magnitude(smap, x)
+    dtypes = finite_dtypes(largest)
+    missing = [d for d in REQUIRED if d not in dtypes]
+    if missing:
+        failures.append(f"not finite in {' and '.join(missing)}: {largest_at} reaches {largest:.3g} on the "
+                        f"domain (at most {DTYPE_MAX[missing[0]] / HEADROOM:.3g} in {missing[0]}, {HEADROOM:g}x "
+                        "below its largest value)")
+    scale_error, scale_failure = _unnormalized_error(smap, y, t, finite & ~exempt)
     if scale_failure:
         failures.append(scale_failure)
     img = (float(np.nanmin(np.where(finite, y, np.nan))) if finite.any() else float("nan"),
            float(np.nanmax(np.where(finite, y, np.nan))) if finite.any() else float("nan"))
     return Report(smap.name, smap.domain, img, float(rel[i]), float(x[i]), bool(flip.any()), bool(blow.any()),
-                  _largest_run(rel <= 0.05, x), tuple(failures), scale_error)
+                  _largest_run(rel <= 0.05, x), tuple(failures), scale_error, largest, largest_at, dtypes)
 
 
 def _unnormalized_error(smap: SpectralMap, y: np.ndarray, t: np.ndarray, finite: np.ndarray) -> tuple[float, str]:

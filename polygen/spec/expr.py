@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from polygen.spec.locate import non_ascii, show
+
 MAX_EXPR_CHARS = 20_000
 MAX_DEPTH = 100  # nested operations, parentheses and calls; a sum of n terms nests n deep
 MAX_LITERAL_CHARS = 100  # digits of one number literal
@@ -56,7 +58,7 @@ class Size:
 def _size(degrees: dict[str, int], terms: int, work: int, bits: int) -> Size:
     for name, d in degrees.items():
         if d > MAX_DEGREE:
-            raise ExprError(f"degree {d} in {name!r} exceeds {MAX_DEGREE}")
+            raise ExprError(f"degree {d} in {show(name)} exceeds {MAX_DEGREE}")
     if bits > MAX_NUMBER_BITS:
         raise ExprError(f"coefficients would need more than {MAX_NUMBER_BITS} bits")
     s = Size(tuple(sorted((k, v) for k, v in degrees.items() if v)), 1, 0)
@@ -93,7 +95,7 @@ def _pow(a: Size, k: int) -> Size:
         return Size()
     for name, d in a.degrees:
         if d * k > MAX_DEGREE:
-            raise ExprError(f"degree {d * k} in {name!r} exceeds {MAX_DEGREE}")
+            raise ExprError(f"degree {d * k} in {show(name)} exceeds {MAX_DEGREE}")
     degrees = {n: d * k for n, d in a.degrees}
     bits = a.bits * k + (k * a.terms.bit_length() if a.terms > 1 else 0)  # multinomials: at most terms**k
     if a.terms == 1:
@@ -115,6 +117,8 @@ def parse_expr(text: object, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     if not src.strip():
         raise ExprError("empty expression")
+    if not src.isascii():  # Python's parser reads fullwidth ｘ and bold 𝐱 as x (NFKC): a name would change
+        raise ExprError(f"non-ASCII character {non_ascii(src)} in an expression: names and operators are ASCII")
     tree = _parse_tree(src.strip())
     return _Converter(src.strip(), symbols).visit(tree.body)[0]
 
@@ -123,7 +127,7 @@ def _parse_tree(src: str) -> ast.Expression:
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as e:
-        raise ExprError(f"syntax error in {src[:80]!r}: {e.msg}") from None
+        raise ExprError(f"syntax error in {show(src[:80])}: {e.msg}") from None
     except (RecursionError, MemoryError, ValueError) as e:  # CPython's parser limits, int-to-str limits
         raise ExprError(f"expression too complex to parse ({type(e).__name__}); nest at most {MAX_DEPTH} deep") \
             from None
@@ -151,7 +155,7 @@ class _Converter:
                 return self.symbols[node.id], Size(((node.id, 1),))
             if node.id in CONSTANTS:
                 return CONSTANTS[node.id], _number_size(CONSTANTS[node.id])
-            raise ExprError(f"unknown symbol {node.id!r} (declared: {', '.join(sorted(self.symbols)) or 'none'})")
+            raise ExprError(f"unknown symbol {show(node.id)} (declared: {', '.join(sorted(self.symbols)) or 'none'})")
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
             v, s = self.visit(node.operand)
             return (-v if isinstance(node.op, ast.USub) else v), s
@@ -179,7 +183,7 @@ class _Converter:
     def _number(self, node: ast.Constant) -> sp.Expr:
         v = node.value
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ExprError(f"only numbers are allowed, not {v!r}")
+            raise ExprError(f"only numbers are allowed, not {show(v)}")
         seg = (ast.get_source_segment(self.src, node) or repr(v)).replace("_", "")
         if len(seg) > MAX_LITERAL_CHARS:
             raise ExprError(f"number literal longer than {MAX_LITERAL_CHARS} characters")
@@ -192,7 +196,7 @@ class _Converter:
     def _call(self, node: ast.Call) -> sp.Expr:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.dump(node.func)[:40]
-            raise ExprError(f"function {name!r} is not allowed (allowed: {', '.join(sorted(FUNCTIONS))})")
+            raise ExprError(f"function {show(name)} is not allowed (allowed: {', '.join(sorted(FUNCTIONS))})")
         fname = node.func.id
         if node.keywords or not 1 <= len(node.args) <= (2 if fname == "Rational" else 1):
             raise ExprError(f"{fname}() takes {'one or two' if fname == 'Rational' else 'one'} positional "

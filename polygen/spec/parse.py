@@ -33,7 +33,7 @@ from polygen.ir.spectral import (
 )
 from polygen.runtime.specfiles import MAX_SPEC_BYTES, spec_hash
 from polygen.spec.expr import ExprError, parse_expr, symbol_order
-from polygen.spec.locate import Locator, field_name
+from polygen.spec.locate import Locator, LocatorLimit, field_name, non_ascii, show
 from polygen.spec.names import check_name, check_spec_name
 
 _TOP_KEYS = {"name", "description", "target", "p", "r", "domain", "input", "variables", "steps", "output",
@@ -48,7 +48,6 @@ _HINT_KEYS = {"form", "restart_every", "force"}
 
 # Caps far above any real spec (the largest built-in has 14 coefficients and 8 steps); each keeps the work of
 # parsing, verifying and scheduling bounded for any input (docs/spec-format.md, "Limits").
-MAX_NESTING = 32  # arrays / inline tables inside each other
 MAX_STEPS = 128  # [[steps]] entries
 MAX_REPEAT = 256
 MAX_TABLE_ROWS = 256
@@ -58,10 +57,26 @@ MAX_TOTAL_TERMS = 2_000  # polynomial terms over all step instances (what loweri
 MAX_TEXT_CHARS = 4_000  # description, label
 MAX_FIT_DEGREE = 12  # total degree of a fitted step's lets and updates (PRISM's: 3), before R⁺ is derived
 
+# Ranges of the numeric fields: wide around what real specs use (docs/spec-format.md, "Ranges"), narrow enough
+# that no value in them makes a module compute garbage (a safety of 1e-300 overflows every dtype, an eps of
+# 1e300 zeroes the output, a coefficient of 1e300 is not a float32).
+MAX_ROOT = 32  # r of an inverse root (built-ins: 2, 4)
+SAFETY = (1e-2, 1e2)  # [input] safety (built-ins: 2/(r+1) … 1.01)
+MAX_EPS = 1e-3  # [input] eps (built-ins: 1e-30, 1e-7)
+MAX_DOMAIN = 1e2  # normalized singular values / eigenvalues (built-ins: hi <= 2.5)
+MIN_DOMAIN = 1e-12  # a positive lower end of the domain (built-ins: >= 1e-6)
+MAX_COEFFICIENT = 1e6  # |coefficient| and |table entry| (built-ins: <= 160)
+MAX_TOLERANCE = 1.0  # [verify] tolerance: a relative error
+MAX_BOUND = 1e6  # [verify] upper (polygen.passes.verify_convergence.BLOWUP)
+MAX_INTERVAL = 1e3  # |ends| of a fitted parameter's interval (PRISM: [3/8, 29/20])
+
+_COEFFICIENT = (-MAX_COEFFICIENT, MAX_COEFFICIENT)
+
+
 class _Ctx:
-    def __init__(self, text: str, source: str):
+    def __init__(self, loc: Locator, source: str):
         self.source = source
-        self.loc = Locator(text)
+        self.loc = loc
 
     def error(self, path: tuple, msg: str) -> SpecError:
         return SpecError(msg, source=self.source, line=self.loc.line_of(path), field=field_name(path) or None)
@@ -69,10 +84,12 @@ class _Ctx:
     def keys(self, table: Mapping[str, Any], known: set[str], path: tuple, what: str) -> None:
         """Every key of ``table`` is one of ``known``: a misspelled key is an error, never ignored."""
         for key in table:
+            self.ascii(key, path + (key,), f"{what} field")
             if key not in known:
-                raise self.error(path + (key,), f"unknown {what} field {key!r} (known: {', '.join(sorted(known))})")
+                raise self.error(path + (key,), f"unknown {what} field {show(key)} (known: {', '.join(sorted(known))})")
 
     def name(self, value: Any, path: tuple, what: str, in_code: bool = False) -> str:
+        self.ascii(value, path, f"{what} name")
         try:
             return check_name(value, what, in_code=in_code)
         except ValueError as ex:
@@ -96,35 +113,46 @@ class _Ctx:
     def require(self, table: Mapping[str, Any], key: str, path: tuple) -> Any:
         if key not in table:
             return_path = path
-            raise SpecError(f"missing required field {key!r}", source=self.source,
+            raise SpecError(f"missing required field {show(key)}", source=self.source,
                             line=self.loc.line_of(return_path), field=field_name(path + (key,)))
         return table[key]
 
-    def number(self, value: Any, path: tuple, *, positive: bool = False) -> float:
+    def ascii(self, value: Any, path: tuple, what: str) -> None:
+        """Names and keys are ASCII: Python reads fullwidth ``ｘ`` and bold ``𝐱`` as ``x`` (NFKC), so a
+        non-ASCII name could mean another name in expressions. The message names the character."""
+        if isinstance(value, str) and not value.isascii():
+            raise self.error(path, f"{what} {show(value)} has the non-ASCII character {non_ascii(value)}: names "
+                                   "are ASCII (a-z, 0-9, _)")
+
+    def number(self, value: Any, path: tuple, *, positive: bool = False,
+               within: tuple[float, float] | None = None, why: str = "") -> float:
+        """A finite real number (an expression of numbers); ``within`` = [lo, hi] bounds its value."""
         try:
             e = parse_expr(value, {})
             v = complex(sp.N(e, 30))
         except ExprError as ex:
             raise self.error(path, str(ex)) from None
         except (TypeError, ValueError):
-            raise self.error(path, f"expected a number, got {value!r}") from None
+            raise self.error(path, f"expected a number, got {show(value)}") from None
         if v.imag != 0 or not math.isfinite(v.real):
-            raise self.error(path, f"expected a finite real number, got {value!r}")
+            raise self.error(path, f"expected a finite real number, got {show(value)}")
         if positive and v.real <= 0:
-            raise self.error(path, f"expected a positive number, got {value!r}")
+            raise self.error(path, f"expected a positive number, got {show(value)}")
+        if within is not None and not within[0] <= v.real <= within[1]:
+            raise self.error(path, f"expected a number in [{within[0]:g}, {within[1]:g}]{why}, got {show(value)}")
         return float(v.real)
 
     def string(self, table: Mapping[str, Any], key: str, path: tuple, default: str | None = None,
                choices: tuple[str, ...] | None = None) -> str:
         if key not in table:
             if default is None:
-                raise self.error(path + (key,), f"missing required field {key!r}")
+                raise self.error(path + (key,), f"missing required field {show(key)}")
             return default
         v = table[key]
         if not isinstance(v, str):
             raise self.error(path + (key,), f"expected a string, got {type(v).__name__}")
         if choices and v not in choices:
-            raise self.error(path + (key,), f"expected one of {', '.join(choices)}, got {v!r}")
+            raise self.error(path + (key,), f"expected one of {', '.join(choices)}, got {show(v)}")
         return v
 
     def table(self, parent: Mapping[str, Any], key: str, path: tuple, required: bool = False) -> dict:
@@ -138,17 +166,19 @@ class _Ctx:
         return v
 
 
-def _toml(text: str, source: str) -> dict:
-    """tomllib, with its limits turned into SpecErrors: size, nesting (tomllib recurses) and syntax."""
+def _toml(text: str, source: str) -> tuple[dict, Locator]:
+    """tomllib, with its limits turned into SpecErrors: size, nesting (tomllib recurses) and syntax; and the
+    key positions of the same text (one linear pass, which checks the nesting caps first)."""
     if not isinstance(text, str):
         raise SpecError(f"spec text must be a str, got {type(text).__name__}", source=source)
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"spec is larger than {MAX_SPEC_BYTES} bytes", source=source)
-    deep = _nesting_line(text, MAX_NESTING)
-    if deep is not None:
-        raise SpecError(f"arrays or inline tables nest deeper than {MAX_NESTING} levels", source=source, line=deep)
     try:
-        return tomllib.loads(text)
+        loc = Locator(text)
+    except LocatorLimit as e:
+        raise SpecError(str(e), source=source, line=e.line) from None
+    try:
+        return tomllib.loads(text), loc
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise SpecError(f"TOML syntax error: {e}", source=source, line=int(m.group(1)) if m else None,
@@ -156,54 +186,22 @@ def _toml(text: str, source: str) -> dict:
     except ValueError as e:  # an integer literal past Python's int-to-str digit limit
         raise SpecError(f"TOML value out of range: {str(e)[:120]}", source=source,
                         line=_long_number_line(text)) from None
-    except (RecursionError, MemoryError) as e:  # pragma: no cover - _nesting_line catches the known cases
+    except (RecursionError, MemoryError) as e:  # pragma: no cover - the Locator's caps catch the known cases
         raise SpecError(f"TOML too complex to parse ({type(e).__name__})", source=source) from None
 
 
 def _long_number_line(text: str) -> int | None:
-    m = re.search(r"[0-9_]{4000,}", text)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-def _nesting_line(text: str, limit: int) -> int | None:
-    """The 1-based line where ``[``/``{`` nesting (outside strings and comments) first exceeds ``limit``."""
-    depth, line, quote, i, n = 0, 1, "", 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\n":
-            line += 1
-        if quote:
-            if quote[0] == '"' and ch == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                end = i + len(quote)
-                while len(quote) == 3 and end < min(n, i + 5) and text[end] == quote[0]:
-                    end += 1  # a multi-line string may end in up to two more quotes of its own
-                i, quote = end, ""
-                continue
-        elif ch in "\"'":
-            quote = ch * 3 if text.startswith(ch * 3, i) else ch  # multi-line strings close on their triple
-            i += len(quote)
-            continue
-        elif ch == "#":
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return line
-        elif ch in "]}":
-            depth = max(0, depth - 1)
-        i += 1
+    """The line of the first run of 4,000 or more digits (a single pass: each run is matched once)."""
+    for m in re.finditer(r"[0-9_]+", text):
+        if m.end() - m.start() >= 4000:
+            return text.count("\n", 0, m.start()) + 1
     return None
 
 
 def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     """Parse and validate spec text; raises :class:`polygen.SpecError` naming file, line and field."""
-    doc = _toml(text, source)
-    ctx = _Ctx(text, source)
+    doc, loc = _toml(text, source)
+    ctx = _Ctx(loc, source)
     ctx.keys(doc, _TOP_KEYS, (), "top-level")
 
     name = ctx.string(doc, "name", ())
@@ -214,42 +212,49 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     target = ctx.string(doc, "target", (), choices=TARGETS)
     for key, owner in (("p", "power"), ("r", "inverse_root")):
         if key in doc and target != owner:
-            raise ctx.error((key,), f"{key!r} applies to target {owner!r} only (this spec's target is {target!r})")
+            raise ctx.error((key,), f"{key!r} applies to target {owner!r} only (this spec's target is "
+                                    f"{show(target)})")
     power = 0.0
     if target == "power":
         power = ctx.number(ctx.require(doc, "p", ()), ("p",))
         if not 0.0 < power < 1.0:
-            raise ctx.error(("p",), f"power p must lie in (0, 1), got {doc['p']!r}")
+            raise ctx.error(("p",), f"power p must lie in (0, 1), got {show(doc['p'])}")
     elif target == "inverse_root":
         r = ctx.number(ctx.require(doc, "r", ()), ("r",))
-        if r < 1 or r != int(r):
-            raise ctx.error(("r",), f"r must be an integer >= 1, got {doc['r']!r}")
+        if not 1 <= r <= MAX_ROOT or r != int(r):
+            raise ctx.error(("r",), f"r must be an integer in [1, {MAX_ROOT}], got {show(doc['r'])}")
         power = 1.0 / r
 
     domain_raw = ctx.require(doc, "domain", ())
     if not isinstance(domain_raw, list) or len(domain_raw) != 2:
         raise ctx.error(("domain",), "domain must be a list of two numbers [lo, hi]")
     lo, hi = (ctx.number(v, ("domain",)) for v in domain_raw)
-    if not 0.0 <= lo < hi:
-        raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi, got [{lo}, {hi}]")
+    if not 0.0 <= lo < hi <= MAX_DOMAIN:
+        raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi <= {MAX_DOMAIN:g} (normalized singular "
+                                     f"values or eigenvalues), got [{lo:g}, {hi:g}]")
+    if lo == 0.0 and target == "inverse_root":
+        raise ctx.error(("domain",), f"an inverse root is infinite at 0, so its domain must start above 0: write "
+                                     f"domain = [\"1e-6\", \"{hi:g}\"] (or the smallest eigenvalue it must handle)")
+    if 0.0 < lo < MIN_DOMAIN:
+        raise ctx.error(("domain",), f"a positive lower end of the domain must be at least {MIN_DOMAIN:g} (or 0), "
+                                     f"got {lo:g}")
 
     inp = ctx.table(doc, "input", ())
     ctx.keys(inp, _INPUT_KEYS, ("input",), "[input]")
     input_kind = ctx.string(inp, "kind", ("input",), default=RECTANGULAR if target in ("polar", "power")
                             else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
     if target in ("polar", "power") and input_kind != RECTANGULAR:
-        raise ctx.error(("input", "kind"), f"target {target!r} needs a rectangular input")
+        raise ctx.error(("input", "kind"), f"target {show(target)} needs a rectangular input")
     if target in ("inverse_root", "sqrt") and input_kind != SYMMETRIC:
-        raise ctx.error(("input", "kind"), f"target {target!r} needs a symmetric input")
+        raise ctx.error(("input", "kind"), f"target {show(target)} needs a symmetric input")
     input_symbol = ctx.name(ctx.string(inp, "symbol", ("input",), default="g"), ("input", "symbol"), "input symbol")
     normalization = Normalization(
         norm=ctx.string(inp, "norm", ("input",), default="frobenius", choices=("frobenius", "none")),
-        safety=ctx.number(inp.get("safety", "1"), ("input", "safety"), positive=True),
-        eps=ctx.number(inp.get("eps", "1e-7"), ("input", "eps")),
+        safety=ctx.number(inp.get("safety", "1"), ("input", "safety"), within=SAFETY,
+                          why=" (the input's norm is multiplied by it)"),
+        eps=ctx.number(inp.get("eps", "1e-7"), ("input", "eps"), within=(0.0, MAX_EPS),
+                       why=" (it is added to the input's norm)"),
     )
-    if normalization.eps < 0:
-        raise ctx.error(("input", "eps"), f"eps must be >= 0 (it is added to the input's norm), got "
-                                          f"{inp['eps']!r}")
 
     # -- variables ------------------------------------------------------------------------------------
     var_tables = ctx.table(doc, "variables", (), required=True)
@@ -262,7 +267,7 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
             raise ctx.error(("variables", vname), "each variable is a table with kind and init")
         ctx.keys(vt, _VARIABLE_KEYS, ("variables", vname), f"[variables.{vname}]")
         if vname == input_symbol:
-            raise ctx.error(("variables", vname), f"variable {vname!r} has the input symbol's name")
+            raise ctx.error(("variables", vname), f"variable {show(vname)} has the input symbol's name")
         kinds[vname] = ctx.string(vt, "kind", ("variables", vname), default=RECTANGULAR
                                   if input_kind == RECTANGULAR else SYMMETRIC, choices=(RECTANGULAR, SYMMETRIC))
         if input_kind == SYMMETRIC and kinds[vname] != SYMMETRIC:
@@ -303,9 +308,9 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     ctx.keys(out_t, _OUTPUT_KEYS, ("output",), "[output]")
     out_var = ctx.string(out_t, "var", ("output",))
     if out_var not in kinds:
-        raise ctx.error(("output", "var"), f"unknown variable {out_var!r}")
+        raise ctx.error(("output", "var"), f"unknown variable {show(out_var)}")
     if target in ("polar", "power") and kinds[out_var] != RECTANGULAR:
-        raise ctx.error(("output", "var"), f"target {target!r} returns a rectangular variable")
+        raise ctx.error(("output", "var"), f"target {show(target)} returns a rectangular variable")
     rescale = ctx.string(out_t, "rescale", ("output",), default="none", choices=("none", "rms", "norm"))
     exponent = ctx.number(out_t.get("exponent", "0"), ("output", "exponent"))
     _check_output_scaling(ctx, target, power, normalization.norm, rescale, exponent, doc)
@@ -315,9 +320,10 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     ctx.keys(ver_t, _VERIFY_KEYS, ("verify",), "[verify]")
     verify = VerifyPolicy(
         expect=ctx.string(ver_t, "expect", ("verify",), default="bounded", choices=("converge", "bounded", "none")),
-        tolerance=ctx.number(ver_t.get("tolerance", "0.05"), ("verify", "tolerance"), positive=True),
-        lower=ctx.number(ver_t.get("lower", "0"), ("verify", "lower")),
-        upper=ctx.number(ver_t.get("upper", "2"), ("verify", "upper")),
+        tolerance=ctx.number(ver_t.get("tolerance", "0.05"), ("verify", "tolerance"), positive=True,
+                             within=(0.0, MAX_TOLERANCE), why=" (a relative error)"),
+        lower=ctx.number(ver_t.get("lower", "0"), ("verify", "lower"), within=(0.0, MAX_BOUND)),
+        upper=ctx.number(ver_t.get("upper", "2"), ("verify", "upper"), within=(0.0, MAX_BOUND)),
     )
     if not verify.lower < verify.upper:
         raise ctx.error(("verify", "upper"), f"verify needs lower < upper, got lower = {verify.lower:g}, "
@@ -370,16 +376,16 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
         rows = [{} for _ in range(n)]
         for cname, col in table_t.items():
             for j, v in enumerate(col):
-                rows[j][cname] = ctx.number(v, path + ("table", cname))
-    const = {c: ctx.number(v, path + ("coefficients", c)) for c, v in coeffs_t.items()}
+                rows[j][cname] = ctx.number(v, path + ("table", cname), within=_COEFFICIENT)
+    const = {c: ctx.number(v, path + ("coefficients", c), within=_COEFFICIENT) for c, v in coeffs_t.items()}
     for c in list(const) + (list(table_t) if table_t else []):
         if c in kinds or (c in const and c in table_t):
-            raise ctx.error(path + ("coefficients", c), f"coefficient {c!r} is also a variable or a table column")
+            raise ctx.error(path + ("coefficients", c), f"coefficient {show(c)} is also a variable or a table column")
     repeat = st.get("repeat", len(rows) if table_t else None)
     if repeat is None:
         raise ctx.error(path, "missing required field 'repeat'")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
-        raise ctx.error(path + ("repeat",), f"repeat must be an integer in [1, {MAX_REPEAT}], got {repeat!r}")
+        raise ctx.error(path + ("repeat",), f"repeat must be an integer in [1, {MAX_REPEAT}], got {show(repeat)}")
     if table_t and repeat != len(rows):
         raise ctx.error(path + ("repeat",), f"repeat = {repeat} but the table has {len(rows)} rows")
     if not table_t:
@@ -397,7 +403,7 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
     for lname, ltext in let_t.items():
         lpath = path + ("let", lname)
         if lname in syms:
-            raise ctx.error(lpath, f"let {lname!r} has the name of a variable, coefficient or fitted parameter")
+            raise ctx.error(lpath, f"let {show(lname)} has the name of a variable, coefficient or fitted parameter")
         e = _expr(ctx, ltext, syms, lpath)
         lets_expr.append((lname, e, ""))
         syms[lname] = sp.Symbol(lname)
@@ -409,7 +415,7 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
     for vname, utext in upd_t.items():
         upath = path + ("update", vname)
         if vname not in kinds:
-            raise ctx.error(upath, f"update of undeclared variable {vname!r}")
+            raise ctx.error(upath, f"update of undeclared variable {show(vname)}")
         upd_expr.append((vname, _expr(ctx, utext, syms, upath)))
 
     const_syms = {coef_syms[c]: sp.Float(v, 30) if v != int(v) else sp.Integer(int(v)) for c, v in const.items()}
@@ -442,7 +448,7 @@ def _parse_step(ctx: _Ctx, st: Any, i: int, kinds: dict[str, str], rect_syms: se
             fit = _derive_fit(ctx, path, fit_spec, [(n, e.xreplace(subs)) for n, e, _ in lets_expr],
                               [(v, e.xreplace(subs)) for v, e in upd_expr], list(kinds))
         if fit_spec is not None and fit_spec["residual"] in local_rect:
-            raise ctx.error(path + ("fit", "residual"), f"residual {fit_spec['residual']!r} must be even in the "
+            raise ctx.error(path + ("fit", "residual"), f"residual {show(fit_spec['residual'])} must be even in the "
                                                         "rectangular variables (a Gram-space matrix such as 1 - x²)")
         out.append(Step(tuple(lets), tuple(updates), repeat=1 if table_t else repeat, label=str(label),
                         orders=orders, fit=fit))
@@ -464,7 +470,7 @@ def _check_output_scaling(ctx: _Ctx, target: str, power: float, norm: str, resca
     if rescale == "rms":
         if target != "power":
             raise ctx.error(("output", "rescale"), f'rescale = "rms" is for target "power" (Muon^p); target '
-                                                   f'{target!r} has a fixed scale')
+                                                   f'{show(target)} has a fixed scale')
         return
     got = exponent if rescale == "norm" else 0.0
     if abs(got - k) > 1e-12 * max(1.0, abs(k)):
@@ -537,17 +543,17 @@ def _parse_fit_header(ctx: _Ctx, st: dict, path: tuple, syms: Mapping[str, sp.Sy
     fpath = path + ("fit",)
     for key in fit_t:
         if key not in _FIT_KEYS:
-            raise ctx.error(fpath + (key,), f"unknown fit field {key!r} (known: {', '.join(sorted(_FIT_KEYS))})")
+            raise ctx.error(fpath + (key,), f"unknown fit field {show(key)} (known: {', '.join(sorted(_FIT_KEYS))})")
     param = ctx.name(ctx.string(fit_t, "param", fpath), fpath + ("param",), "fitted parameter", in_code=True)
     if param in syms:
-        raise ctx.error(fpath + ("param",), f"fitted parameter {param!r} must be a new name (not a variable or "
+        raise ctx.error(fpath + ("param",), f"fitted parameter {show(param)} must be a new name (not a variable or "
                                             "a coefficient with a value)")
     if "interval" not in fit_t:
-        raise ctx.error(fpath, f"fitted parameter {param!r} needs an interval = [lo, hi]")
+        raise ctx.error(fpath, f"fitted parameter {show(param)} needs an interval = [lo, hi]")
     iv = fit_t["interval"]
     if not isinstance(iv, list) or len(iv) != 2:
         raise ctx.error(fpath + ("interval",), "interval must be a list of two numbers [lo, hi]")
-    lo, hi = (ctx.number(v, fpath + ("interval",)) for v in iv)
+    lo, hi = (ctx.number(v, fpath + ("interval",), within=(-MAX_INTERVAL, MAX_INTERVAL)) for v in iv)
     if not lo < hi:
         raise ctx.error(fpath + ("interval",), f"interval must satisfy lo < hi, got [{lo}, {hi}]")
     residual = ctx.name(ctx.string(fit_t, "residual", fpath), fpath + ("residual",), "residual")
@@ -556,7 +562,7 @@ def _parse_fit_header(ctx: _Ctx, st: dict, path: tuple, syms: Mapping[str, sp.Sy
         sketch = 0
     elif isinstance(sketch_raw, bool) or not isinstance(sketch_raw, int) or not 1 <= sketch_raw <= 4096:
         raise ctx.error(fpath + ("sketch",), f"sketch must be a number of rows in [1, 4096] or \"exact\", "
-                                             f"got {sketch_raw!r}")
+                                             f"got {show(sketch_raw)}")
     else:
         sketch = sketch_raw
     return {"param": param, "lo": lo, "hi": hi, "residual": residual, "sketch": sketch}
@@ -586,11 +592,11 @@ def _derive_fit(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp.Exp
     if rem.free_symbols - {r_sym, a_sym}:
         left = sorted(map(str, rem.free_symbols))
         raise ctx.error(fpath + ("residual",), "the next residual is not a polynomial in the residual "
-                                               f"{spec['residual']!r} alone (left: {left})")
+                                               f"{show(spec['residual'])} alone (left: {left})")
     poly_a = sp.Poly(rem, a_sym)
     deg = poly_a.degree()
     if deg < 1:
-        raise ctx.error(fpath + ("param",), f"the next residual does not depend on {spec['param']!r}")
+        raise ctx.error(fpath + ("param",), f"the next residual does not depend on {show(spec['param'])}")
     coeffs = tuple(_freeze(ctx, poly_a.coeff_monomial(a_sym**i), [r_sym], fpath) for i in range(deg + 1))
     return Fit(spec["param"], spec["lo"], spec["hi"], spec["residual"], spec["sketch"], coeffs)
 
@@ -600,18 +606,18 @@ def _check_fit_lets(ctx: _Ctx, path: tuple, spec: dict, lets: list[tuple[str, sp
     after R: the generated code forms R, fits the parameter on it, then evaluates what uses the parameter."""
     names = [n for n, _ in lets]
     if spec["residual"] not in names:
-        raise ctx.error(path + ("residual",), f"residual {spec['residual']!r} must name a let of this step")
+        raise ctx.error(path + ("residual",), f"residual {show(spec['residual'])} must name a let of this step")
     uses: dict[str, bool] = {}
     param = sp.Symbol(spec["param"])
     for n, e in lets:
         uses[n] = param in e.free_symbols or any(uses.get(str(s), False) for s in e.free_symbols)
     if uses[spec["residual"]]:
-        raise ctx.error(path + ("residual",), f"residual {spec['residual']!r} depends on the fitted parameter "
-                                              f"{spec['param']!r}: it is what the parameter is fitted on")
+        raise ctx.error(path + ("residual",), f"residual {show(spec['residual'])} depends on the fitted parameter "
+                                              f"{show(spec['param'])}: it is what the parameter is fitted on")
     early = [n for n in names[:names.index(spec["residual"])] if uses[n]]
     if early:
-        raise ctx.error(path + ("residual",), f"lets {early} use {spec['param']!r} but come before the residual "
-                                              f"{spec['residual']!r}; define the residual first")
+        raise ctx.error(path + ("residual",), f"lets {early} use {show(spec['param'])} but come before the residual "
+                                              f"{show(spec['residual'])}; define the residual first")
 
 
 def _check_fit_size(ctx: _Ctx, path: tuple, exprs: list[sp.Expr], variables: list[str]) -> None:

@@ -98,10 +98,17 @@ def test_fit_reproduces_the_procedure_fast() -> None:
     assert verify_map(polygen.parse_spec(text, source="<fit>")).ok
 
 
+REFIT_SLACK = 0.05  # a refit's worst error may exceed the shipped table's by this fraction (docs/regenerating.md)
+
+
 @pytest.mark.slow
 def test_fit_full_budget_matches_shipped() -> None:
+    """The Regenerate command of ifnso_14_fit reaches the shipped table's worst error within REFIT_SLACK: Adam
+    on an MSE lands on slightly different coefficients per BLAS build (7.81e-3 here against the shipped
+    7.64e-3), so the coefficients are not pinned, their error is; all stay positive, the constraint exact."""
     d = fit_ifnso()
-    assert d.max_error() == pytest.approx(_shipped(FIT_SPEC).max_error(), rel=1e-6)
+    assert d.max_error() <= (1 + REFIT_SLACK) * _shipped(FIT_SPEC).max_error()
+    assert all(ak > 0 for ak in d.a) and sum(d.coefficients) == pytest.approx(coefficient_total(14))
 
 
 def test_cli_ifnso(tmp_path, capsys) -> None:

@@ -16,6 +16,7 @@ from polygen.passes.verify_convergence import verify_map
 
 SPEC = Path(polygen.__file__).parent / "specs" / "muonp_1_2.toml"
 X = dense_grid(1e-3, 1.0, 20001)  # log + linear grid of [1e-3, 1]
+REFIT_SLACK = 0.05  # a refit's worst error may exceed the shipped table's by this fraction (docs/regenerating.md)
 
 
 def _half_trajectory(rows: list[tuple[float, float]], x: np.ndarray) -> list[np.ndarray]:
@@ -89,8 +90,8 @@ def test_shipped_half_at_least_as_accurate_where_published_converges() -> None:
     # ... and on everything the published one keeps bounded (x up to about 0.6): mean and worst case
     assert rel_ours[bounded].mean() <= rel_pub[bounded].mean()
     assert rel_ours[bounded].max() <= rel_pub[bounded].max()
-    # our design: <= 2.6 % on [0.28, 1]
-    assert rel_ours[X >= 0.28].max() < 0.026
+    # our design: <= 1.4 % on [0.28, 1]
+    assert rel_ours[X >= 0.28].max() < 0.014
 
 
 def test_shipped_spec_passes_the_verifier() -> None:
@@ -125,8 +126,13 @@ def test_fit_power_fast_third() -> None:
 
 @pytest.mark.slow
 def test_fit_power_regenerates_shipped_half() -> None:
+    """The spec's Regenerate command reaches the shipped table's worst error on [0.28, 1] within REFIT_SLACK
+    (docs/regenerating.md): a refit cannot reproduce coefficients to 1e-6 across BLAS builds and thread
+    counts, but its error is what the table promises. It is stable on the whole domain, as the table is."""
     d = fit_power("1/2", steps=6, lower=1e-3, fit_lower=0.28, starts=5, maxfev=4000)
-    np.testing.assert_allclose(np.array(d.coefficients), np.array(_shipped_rows()), rtol=1e-6)
+    shipped = _rel(_half_trajectory(_shipped_rows(), X)[-1], X)[X >= 0.28].max()
+    assert d.fit_error <= (1 + REFIT_SLACK) * shipped, (d.fit_error, shipped)
+    assert d.is_stable()
 
 
 def test_cli_power(tmp_path, capsys) -> None:

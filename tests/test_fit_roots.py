@@ -101,8 +101,11 @@ def test_fit_root_regenerates_shipped_inv_root_4(tmp_path) -> None:
     out = tmp_path / "inv_root_4.toml"
     assert main(["fit", "root", "--r", "4", "--lower", "1e-06", "--degrees", "1,2", "--name", "inv_root_4",
                  "-o", str(out)]) == 0
-    shipped = polygen.spec.spec_text("inv_root_4")[0]
-    assert out.read_text() == shipped
+    # what the table promises, not its last digits (docs/regenerating.md): the same matmul count, and the
+    # designed map's worst error on the domain within 5 % of the shipped one's
+    refit, shipped = parse_spec(out.read_text(), str(out)), polygen.load_spec("inv_root_4")
+    assert polygen.schedule(refit, (256, 256)).matmuls == polygen.schedule(shipped, (256, 256)).matmuls == 30
+    assert verify_map(refit).worst_error <= 1.05 * verify_map(shipped).worst_error
 
 
 def test_bad_arguments_are_one_line_errors(capsys) -> None:

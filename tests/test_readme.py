@@ -52,3 +52,17 @@ def test_api_block_matches_the_library():
     plan = polygen.schedule(polygen.load_spec("muon_ns5"), shape=(1024, 4096), dtype=torch.float32, backend="torch")
     assert (plan.matmuls, plan.flops, plan.form) == (19, 39996882944, "gram")
     assert f'# 19, {plan.flops}, "gram"' in README
+
+
+def test_every_fitted_table_has_its_regenerating_command_in_the_docs():
+    """docs/regenerating.md lists, word for word, the `# Regenerate:` command of every built-in spec that has one."""
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "regenerating.md").read_text()
+    commands = {}
+    for spec in sorted((root / "polygen" / "specs").glob("*.toml")):
+        for line in spec.read_text().splitlines():
+            if line.startswith("# Regenerate: "):
+                commands[spec.stem] = line.removeprefix("# Regenerate: ")
+    assert len(commands) == 8
+    for name, command in commands.items():
+        assert f"| `{name}` | `{command}` |" in doc, name

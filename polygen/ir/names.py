@@ -25,6 +25,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 
 from polygen.errors import ScheduleError
 
@@ -105,7 +106,7 @@ class Namer:
     def scalar(self, symbol: str) -> str:
         return self._name(symbol, "scalar", scalar_name)
 
-    def _name(self, symbol: str, kind: str, rule: object) -> str:
+    def _name(self, symbol: str, kind: str, rule: Callable[[str], str]) -> str:
         where = f"{self.spec}: " if self.spec else ""
         if symbol in self.code:
             have, code = self.code[symbol]
@@ -116,7 +117,6 @@ class Namer:
                 or keyword.issoftkeyword(symbol):
             raise ScheduleError(f"{where}{str(symbol)[:40]!r} is not a spec name (a lower-case identifier of at "
                                 "most 32 characters, no keyword)")
-        assert callable(rule)
         code = rule(symbol)
         if code in self.symbol:
             raise ScheduleError(f"{where}symbols {self.symbol[code]!r} and {symbol!r} would both be {code!r} in "

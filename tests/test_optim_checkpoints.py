@@ -408,6 +408,87 @@ def test_muon_with_adamw_checkpoint_that_cannot_apply_fails_at_load():
     assert opt.matrix.param_groups[0] is opt.param_groups[0] and opt.adamw.param_groups[0]["lr"] != 0.5
 
 
+def _other_mlp(seed: int = 1) -> nn.Module:
+    """Same parameter count and order as _mlp, other shapes: its checkpoint maps onto _mlp's parameters."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(16, 24, bias=False), nn.Tanh(), nn.Linear(24, 32, bias=False), nn.Tanh(),
+                         nn.Linear(32, 8, bias=False))
+
+
+@pytest.mark.parametrize("kind", ["muon", "muonp", "shampoo"])
+def test_a_checkpoint_of_other_shapes_fails_at_load_and_changes_nothing(kind):
+    """torch.optim.Muon loads such a checkpoint and fails at the next step(); here load refuses it, naming the
+    parameter (index, or name when the optimizer was given names) and both shapes."""
+    if kind == "muonp":
+        _need("muonp_1_3")
+    make = {"muon": lambda ps: Muon(ps, lr=0.02), "muonp": lambda ps: MuonP(ps, lr=0.02),
+            "shampoo": lambda ps: Shampoo(ps, precondition_frequency=1)}[kind]
+    other = _other_mlp()
+    saver = make(other.parameters())
+    _grads(other, 0)
+    saver.step()
+    ckpt = _round_trip(saver.state_dict())
+    model = _mlp()
+    opt = make(model.parameters())
+    _grads(model, 0)
+    opt.step()
+    first = "momentum_buffer" if kind != "shampoo" else "exp_avg"
+    _assert_load_fails_and_changes_nothing(
+        opt, ckpt, rf"{type(opt).__name__}.load_state_dict: the checkpoint's state '{first}' of "
+                   rf"param_groups\[0\].params\[0\] \(shape \(32, 16\)\) has shape \(24, 16\), this parameter needs "
+                   rf"\(32, 16\); nothing was loaded")
+    _grads(model, 1)
+    opt.step()  # still usable
+    named = make(list(model.named_parameters()))
+    _assert_load_fails_and_changes_nothing(named, ckpt, r"'0\.weight' \(shape \(32, 16\)\)")
+
+
+def test_shampoo_checkpoint_blocks_are_checked_against_the_loaded_blocking():
+    """Factors and roots are one square per block: a factor of another size, or a checkpoint whose group blocks
+    at another max_preconditioner_dim than its factors were made with, is refused at load."""
+    _need("inv_root_4")
+    model = _mlp()
+    opt = Shampoo(model.parameters(), precondition_frequency=1, max_preconditioner_dim=16)
+    _grads(model, 0)
+    opt.step()
+    ckpt = _round_trip(opt.state_dict())
+    ok = _round_trip(opt.state_dict())
+    ckpt["state"][1]["factor_R"][1] = torch.zeros(8, 8)
+    _assert_load_fails_and_changes_nothing(opt, ckpt, r"'factor_R' of param_groups\[0\]\.params\[1\] "
+                                                      r"\(shape \(32, 32\)\) has shape \[\(16, 16\), \(8, 8\), "
+                                                      r".*needs \[\(16, 16\), \(16, 16\)")
+    ok["param_groups"][0]["max_preconditioner_dim"] = 32
+    _assert_load_fails_and_changes_nothing(opt, ok, r"'factor_L' of param_groups\[0\]\.params\[0\]")
+    ok["param_groups"][0]["max_preconditioner_dim"] = 16
+    opt.load_state_dict(ok)  # the checkpoint as saved loads
+
+
+def test_muon_with_adamw_checkpoint_of_other_shapes_fails_at_load():
+    """The AdamW part is checked too (torch's elementwise state has the parameter's shape)."""
+    def model_of(width: int) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, width))
+
+    other = model_of(6)
+    saver = MuonWithAdamW(other)
+    _grads_any(other, 6)
+    saver.step()
+    ckpt = _round_trip(saver.state_dict())
+    model = model_of(8)
+    opt = MuonWithAdamW(model)
+    _grads_any(model, 8)
+    opt.step()
+    _assert_load_fails_and_changes_nothing(opt, ckpt, r"MuonWithAdamW.load_state_dict: the checkpoint's state "
+                                                      r"'exp_avg' of '.*' \(shape \((8, 32|8)\)\) "
+                                                      r"has shape \((6, 32|6)\)")
+
+
+def _grads_any(model: nn.Module, out: int) -> None:
+    g = torch.Generator().manual_seed(5)
+    model.zero_grad()
+    nn.functional.mse_loss(model(torch.randn(64, 16, generator=g)), torch.randn(64, out, generator=g)).backward()
+
+
 # --- sparse gradients and empty parameters ---------------------------------------------------------------------
 
 def _make(kind: str, params: list, mode: str) -> torch.optim.Optimizer:

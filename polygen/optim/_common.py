@@ -230,3 +230,43 @@ def loadable_groups(opt: Any, saved: Sequence[dict]) -> tuple[list[dict], dict]:
                              f"({opt._spec_label(group)}) cannot be loaded: {e}") from e
         groups.append(group)
     return groups, functions
+
+
+ELEMENTWISE_STATE = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+def elementwise_state_shapes(group: dict[str, Any], p: torch.Tensor) -> dict[str, Any]:
+    """The state shapes torch's elementwise optimizers (SGD, Adam, AdamW, Muon's buffer) keep: the parameter's."""
+    return dict.fromkeys(ELEMENTWISE_STATE, tuple(p.shape))
+
+
+def _shapes_of(value: Any) -> Any:
+    """A state value's shape (a DTensor's is its global one), or a list's shapes, or its type for anything else."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (list, tuple)):
+        return [_shapes_of(v) for v in value]
+    return type(value).__name__
+
+
+def check_state_shapes(name: str, state: dict, saved_groups: Sequence[dict], groups: Sequence[dict],
+                       expected: Callable[[dict[str, Any], torch.Tensor], dict[str, Any]], first: int = 0) -> None:
+    """Refuse a checkpoint whose state would fail at the next ``step()``: every saved state tensor must have the
+    shape its parameter needs (``expected(saved group, parameter)``: key → shape, or a list of shapes for
+    Shampoo's blocks). Shapes are global — a DTensor's ``shape`` — so a checkpoint resumes across mesh shapes.
+    Raises ValueError naming the parameter, before anything is loaded. Counts torch checks itself (groups,
+    parameters per group) are left to torch. ``first``: index of ``groups[0]`` among the optimizer's groups."""
+    if len(saved_groups) != len(groups) or any(len(s["params"]) != len(g["params"])
+                                               for s, g in zip(saved_groups, groups)):
+        return
+    for k, (saved, group) in enumerate(zip(saved_groups, groups)):
+        for i, (pid, p) in enumerate(zip(saved["params"], group["params"])):
+            st = state.get(pid)
+            if not st:
+                continue
+            for key, want in expected(saved, p).items():
+                if key in st and _shapes_of(st[key]) != want:
+                    raise ValueError(
+                        f"{name}.load_state_dict: the checkpoint's state {key!r} of "
+                        f"{param_label(group, first + k, i, p)} has shape {_shapes_of(st[key])}, this parameter "
+                        f"needs {want}; nothing was loaded (is it a checkpoint of another model?)")

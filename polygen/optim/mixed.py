@@ -20,7 +20,14 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from polygen.optim._common import NONFINITE_MODES, check_choice, guarded_step, loadable_groups
+from polygen.optim._common import (
+    NONFINITE_MODES,
+    check_choice,
+    check_state_shapes,
+    elementwise_state_shapes,
+    guarded_step,
+    loadable_groups,
+)
 
 __all__ = ["Mixed", "MuonWithAdamW", "split_params"]
 
@@ -145,8 +152,17 @@ class Mixed(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after each polygen sub-optimizer completed and validated its saved groups (see
-        :func:`polygen.optim._common.loadable_groups`): a bad group raises ValueError and changes nothing."""
+        :func:`polygen.optim._common.loadable_groups`) and every state tensor's shape was checked against its
+        parameter's: a bad group or shape raises ValueError and changes nothing."""
         groups, commits = self._loadable_groups(state_dict["param_groups"])
+        if len(groups) == len(self.param_groups):
+            start = 0
+            for o in self.optimizers:  # each sub-optimizer's own shapes; torch's elementwise ones for the rest
+                stop = start + len(o.param_groups)
+                check_state_shapes(type(self).__name__, state_dict["state"], groups[start:stop],
+                                   self.param_groups[start:stop],
+                                   getattr(o, "_state_shapes", elementwise_state_shapes), first=start)
+                start = stop
         super().load_state_dict({**state_dict, "param_groups": groups})
         for o, functions in commits:
             o._commit_functions(functions)

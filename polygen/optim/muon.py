@@ -36,6 +36,7 @@ from polygen.optim._common import (
     check_choice,
     check_lr,
     check_number,
+    check_state_shapes,
     content_key,
     guarded_step,
     loadable_groups,
@@ -179,10 +180,17 @@ class MatrixOptimizer(DistributedLayouts, Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after every saved group is completed (keys it lacks, as in a ``torch.optim.Muon``
         checkpoint, take the constructor's values) and validated as ``add_param_group`` does: a spec that
-        cannot apply raises ValueError here and leaves the optimizer as it was."""
+        cannot apply, or a momentum buffer of another shape than its parameter's, raises ValueError here and leaves
+        the optimizer as it was."""
         groups, functions = loadable_groups(self, state_dict["param_groups"])
+        check_state_shapes(type(self).__name__, state_dict["state"], groups, self.param_groups, self._state_shapes)
         super().load_state_dict({**state_dict, "param_groups": groups})
         self._commit_functions(functions)
+
+    @staticmethod
+    def _state_shapes(group: dict[str, Any], p: Tensor) -> dict[str, Any]:
+        """The shape of each state entry of ``p`` (checked at load; global for a DTensor)."""
+        return {"momentum_buffer": tuple(p.shape)}
 
     def _commit_functions(self, functions: dict[tuple, Any]) -> None:
         self._functions.update(functions)

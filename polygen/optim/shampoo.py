@@ -46,6 +46,7 @@ from polygen.optim._common import (
     check_choice,
     check_lr,
     check_number,
+    check_state_shapes,
     content_key,
     guarded_step,
     loadable_groups,
@@ -185,10 +186,24 @@ class Shampoo(DistributedLayouts, Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's load, after every saved group is completed (keys it lacks take the constructor's values) and
-        validated as ``add_param_group`` does: a bad group raises ValueError here and changes nothing."""
+        validated as ``add_param_group`` does, and its state's shapes checked against the parameters (blocks
+        included): a bad group or shape raises ValueError here and changes nothing."""
         groups, root_fns = loadable_groups(self, state_dict["param_groups"])
+        check_state_shapes(type(self).__name__, state_dict["state"], groups, self.param_groups, self._state_shapes)
         super().load_state_dict({**state_dict, "param_groups": groups})
         self._commit_functions(root_fns)
+
+    @staticmethod
+    def _state_shapes(group: dict[str, Any], p: Tensor) -> dict[str, Any]:
+        """The shape of each state entry of ``p`` under ``group``'s blocking (checked at load; global shapes for
+        a DTensor): elementwise ones p's, factors and roots one square per block."""
+        shapes: dict[str, Any] = dict.fromkeys(("exp_avg", "exp_avg_sq", "momentum_buffer"), tuple(p.shape))
+        if p.ndim >= 2:
+            blocks = _blocks(*matrix_shape(p.shape), group["max_preconditioner_dim"])
+            rows = [(r1 - r0, r1 - r0) for _, r0, r1, _, _ in blocks]
+            cols = [(c1 - c0, c1 - c0) for _, _, _, c0, c1 in blocks]
+            shapes.update(factor_L=rows, inv_root_L=rows, factor_R=cols, inv_root_R=cols)
+        return shapes
 
     def _commit_functions(self, root_fns: dict[tuple, Callable[[Tensor], Tensor]]) -> None:
         self._root_fns.update(root_fns)

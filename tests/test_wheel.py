@@ -47,6 +47,10 @@ SCRIPT = textwrap.dedent('''
     text = (target / "polygen/specs/muon_ns5.toml").read_text().replace('name = "muon_ns5"', 'name = "mine"')
     Path("mine.toml").write_text(text.replace("repeat = 5", "repeat = 6"))
     assert torch.isfinite(polygen.load("mine.toml", backend="torch")(G)).all()
+    # a user spec built without --out goes to the cache, not into site-packages, so check stays clean
+    subprocess.run([sys.executable, "-m", "polygen.cli", "build", "mine.toml"], check=True)
+    assert not list((target / "polygen/_generated").rglob("mine*")), "a user module in site-packages"
+    subprocess.run([sys.executable, "-m", "polygen.cli", "check"], check=True)
     print("wheel ok")
 ''')
 
@@ -109,6 +113,11 @@ TORCH_ONLY = textwrap.dedent('''
         p.grad = torch.randn_like(p)
         opt_cls([p], lr=0.01).step()
         assert torch.isfinite(p).all(), opt_cls.__name__
+    try:  # the Triton modules cannot run without Triton: a message saying so, not a warning or a compile
+        polygen.load("muon_ns5", backend="triton")
+        raise AssertionError("backend='triton' loaded without Triton")
+    except ImportError as e:
+        assert "polygen[triton]" in str(e), e
     # (torch's own optimizer machinery may import SymPy; polygen adds none of the compiler)
     assert not [m for m in sys.modules if m.startswith(COMPILER[1:])], sorted(sys.modules)
     cache = Path(os.environ["POLYGEN_CACHE"])

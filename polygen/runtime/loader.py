@@ -97,6 +97,9 @@ def module_for(spec: Any, backend: str) -> ModuleType:
     """The generated module of ``spec`` (a built-in name, a path or a parsed SpectralMap) for ``backend``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "triton" and importlib.util.find_spec("triton") is None:
+        raise ImportError("backend='triton' needs Triton, which is not installed: pip install 'polygen[triton]' "
+                          "(backend='torch' runs the same plans without it)")
     if hasattr(spec, "source_hash"):  # SpecText or a parsed spec: its text's hash and source label are known
         digest, source = spec.source_hash, spec.source
     else:

@@ -1,15 +1,19 @@
 """A corpus of hostile and malformed specs, and the child process that runs them under resource limits.
 
 Each malformed case must end in a ``polygen.SpecError`` naming the expected field; each hostile-but-valid
-case (injection attempts through free text and file names) must load, run, and execute nothing. Run as
-``python tests/hostile_specs.py WORKDIR`` it takes the cases from stdin as JSON and prints one JSON line per
-case; tests/test_spec_hostile.py drives it.
+case (injection attempts through free text and file names, valid text at every cap) must load, run, and
+execute nothing. Run as ``python tests/hostile_specs.py WORKDIR LIMIT_S ADDRESS_SPACE`` it takes the cases
+from stdin as JSON and prints one JSON line per case; tests/test_spec_hostile.py drives it. Each case runs in
+a process forked from a warmed-up parent and is killed at LIMIT_S seconds, so even a hang inside C code (a
+backtracking regex holds the interpreter) is a result, ``TimeoutError``, and not a stuck run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -281,6 +285,46 @@ MALFORMED += [
      "steps[0].coefficients." + "k" * 64 + "\u2026"),
 ]
 
+# Issue 23: bounded work in the locator, at every cap; ranges of numeric fields; non-ASCII names.
+_NONE_BASE = _sub('expect = "bounded"', 'expect = "none"')
+_WIDE = "[" + " " * 20_000  # the regex locator backtracked cubically on "[" and spaces without "]"
+MALFORMED += [
+    ("20,000-space line under an unknown key", BASE + '\nzz = """\n' + _WIDE + '\n"""\n', "verify.zz"),
+    ("20,000-space header line", BASE + "\n" + _WIDE + "\n", None),
+    ("[ [ [ description over the cap", _sub('description = "corpus base"', 'description = """\n'
+                                          + "[ " * 2_100 + '\n"""'), "description"),
+    ("most lines, then a misspelled key", BASE + "#\n" * 120_000 + "tolerence = 1\n", "verify.tolerence"),
+    ("[x] in a description, then a misspelled key", _sub('target = "polar"\n', 'target = "polar"\ncolour = 1\n',
+                                                         _sub('description = "corpus base"',
+                                                              'description = """\n[x]\n[[steps]]\n"""')), "colour"),
+    ("1,500-deep dotted repeat", _sub("repeat = 5", "repeat" + ".a" * 1_500 + " = 5"), None),
+    ("1,500-deep dotted fit.sketch", _sub(UPDATE, UPDATE + "\nfit.sketch" + ".s" * 1_500 + " = 1"), None),
+    ("65-deep dotted key", _sub("repeat = 5", "repeat = 5\nzz" + ".a" * 64 + " = 1"), None),
+    ("dotted key at the cap (63 deep)", _sub("repeat = 5", "repeat = 5\nzz" + ".a" * 60 + " = 1"), "steps[0].zz"),
+    ("safety 1e-300", _sub('eps = "1e-7"', 'eps = "1e-7"\nsafety = "1e-300"'), "input.safety"),
+    ("safety 1e300", _sub('eps = "1e-7"', 'eps = "1e-7"\nsafety = "1e300"'), "input.safety"),
+    ("eps 1e300", _sub('eps = "1e-7"', 'eps = "1e300"'), "input.eps"),
+    ("domain to 1e300", _sub('domain = ["1e-3", "1"]', 'domain = ["0", "1e300"]'), "domain"),
+    ("domain from 1e-300", _sub('domain = ["1e-3", "1"]', 'domain = ["1e-300", "1"]'), "domain"),
+    ("coefficient 1e300, expect none", _sub('a = "3.4445"', 'a = "1e300"', _NONE_BASE), "steps[0].coefficients.a"),
+    ("table entry 1e300", _sub('coefficients = { a = "3.4445", b = "-4.7750", c = "2.0315" }',
+                               'table = { a = ["1e300"], b = ["-4.7750"], c = ["2.0315"] }').replace(
+        "repeat = 5\n", ""), "steps[0].table.a"),
+    ("literal 1e300, expect none", _sub(UPDATE, 'update = { x = "1e300*x" }', _NONE_BASE), "verify"),
+    ("overflow in float32 by step 3, expect none", _sub(UPDATE, 'update = { x = "1e20*x" }', _NONE_BASE), "verify"),
+    ("tolerance 1e9", _sub('expect = "bounded"', 'expect = "converge"\ntolerance = "1e9"'), "verify.tolerance"),
+    ("upper 1e300", _sub('upper = "1.3"', 'upper = "1e300"'), "verify.upper"),
+    ("inverse root r = 10**6", INV_ROOT.replace('r = "2"', 'r = "1000000"'), "r"),
+    ("inverse root from 0", INV_ROOT.replace('domain = ["1e-06", "1.5"]', 'domain = ["0", "1.5"]'), "domain"),
+    ("fit interval to 1e300", PRISM.replace('["3/8", "29/20"]', '["3/8", "1e300"]'), "steps[0].fit.interval"),
+    ("fullwidth x in an expression", _expr("a*\uff58 + b*x**3 + c*x**5"), EXPR),
+    ("bold x in an expression", _sub(UPDATE, 'update = { x = "a*\U0001d431 + b*x**3 + c*x**5" }'), EXPR),
+    ("cyrillic variable key", _sub("[variables.x]", '[variables."\u0445"]'), "variables.\u0445"),
+    ("fullwidth input symbol", _sub('eps = "1e-7"', 'eps = "1e-7"\nsymbol = "\uff47"'), "input.symbol"),
+    ("escaped NUL key", _sub('a = "3.4445"', '"na\\u0000me" = "3.4445"'), "steps[0].coefficients.na\u0000me"),
+    ("non-ASCII unknown key", _sub('eps = "1e-7"', 'eps = "1e-7"\n"\uff45ps" = "1"'), "input.\uff45ps"),
+]
+
 # Cases given as raw bytes (not UTF-8): (id, bytes, field)
 MALFORMED_BYTES: list[tuple[str, bytes, str | None]] = [
     ("latin-1 file", BASE.replace("corpus base", "caf\u00e9").encode("latin-1"), None),
@@ -315,10 +359,29 @@ def valid_cases(sentinel: str) -> list[tuple[str, str, str, str]]:
     ]
     if cubic is not None:
         cases.append(("ns_cubic repeat 60", "cubic.toml", cubic, cubic))
+    # valid text at the locator's caps (issue 23): the longest description, every line "[ [ [", a 20,000-space
+    # line inside a string, the most lines the size cap allows, and the deepest key path
+    brackets = 'description = """\n' + "\n".join(["[ " * 39] * 50) + '\n"""'
+    cases += [
+        ("description of 4,000 [ [ [", "brackets.toml", _sub('description = "corpus base"', brackets), BASE),
+        ("description of 4,000 [[x]]", "headers.toml", _sub('description = "corpus base"', 'description = """'
+                                                          + "\n[[steps]]\n[x]" * 285 + '"""'), BASE),
+        ("4,000-space label after a [", "wide.toml", _sub('label = "ns5"', 'label = """' + _WIDE[:3_999] + '"""'),
+         BASE),
+        ("most lines (120,000 comments)", "lines.toml", BASE + "#\n" * 120_000, BASE),
+        ("the longest line (250 KB comment)", "line.toml", BASE + "# " + "[ " * 125_000 + "\n", BASE),
+        ("dotted let key", "dotted.toml", BASE.replace('[[steps]]\n', '[[steps]]\nlet.r = "x*x"\n'),
+         BASE.replace('[[steps]]\n', '[[steps]]\nlet = { r = "x*x" }\n')),
+        ("domain from 0", "zero.toml", (SPECS / "muonp_1_3.toml").read_text().replace(
+            'domain = ["0.001", "1"]', 'domain = ["0", "1"]'), (SPECS / "muonp_1_3.toml").read_text().replace(
+            'domain = ["0.001", "1"]', 'domain = ["0", "1"]')),
+        ("finite in float32, not float16", "f32.toml", _F32_ONLY, _F32_ONLY),
+    ]
     cases += [(i, f"worst{n}.toml", t, t) for n, (i, t) in enumerate(WORST[:1])]
     return cases
 
 
+_F32_ONLY = _sub(UPDATE, 'update = { x = "1e5*x" }', _sub("repeat = 5", "repeat = 1", _NONE_BASE))
 _NONE = NS_CUBIC.replace('expect = "converge"', 'expect = "none"')
 _CUBIC_UPDATE = 'update = { x = "3/2*x - 1/2*x**3" }'
 # Valid specs at the caps (docs/spec-format.md, "Limits"): the most work a spec can ask for. The first runs in
@@ -361,32 +424,68 @@ def _run_case(case: dict, work: Path) -> dict:
     return out
 
 
+def _fork_case(case: dict, work: Path, limit_s: float) -> dict:
+    """Run one case in a forked child; kill it at ``limit_s``. Adds the child's seconds and peak RSS."""
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: run, report, leave without the interpreter's teardown
+        os.close(r)
+        try:
+            res = _run_case(case, work)
+        except BaseException as e:  # noqa: BLE001 - MemoryError, RecursionError … are results too
+            res = {"id": case["id"], "result": type(e).__name__, "message": str(e)[:300]}
+        with os.fdopen(w, "wb") as f:
+            f.write(json.dumps(res).encode())
+        os._exit(0)
+    os.close(w)
+    data, deadline, done = b"", t0 + limit_s, False
+    while not done:
+        left = deadline - time.perf_counter()
+        if left <= 0 or not select.select([r], [], [], left)[0]:
+            break
+        chunk = os.read(r, 1 << 16)
+        data += chunk
+        done = not chunk
+    os.close(r)
+    if not done:
+        os.kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
+    if not done:
+        res = {"id": case["id"], "result": "TimeoutError", "message": f"killed after {limit_s} s"}
+    elif not data:
+        res = {"id": case["id"], "result": "Killed", "message": f"child ended with status {status}"}
+    else:
+        res = json.loads(data)
+    res["seconds"] = time.perf_counter() - t0
+    res["maxrss_kib"] = usage.ru_maxrss
+    return res
+
+
+def _warm_up(work: Path) -> None:
+    """Compile and run one spec in the parent, so each forked case pays only for itself."""
+    import torch
+
+    import polygen
+
+    torch.set_num_threads(1)  # no thread pool may be running when the parent forks
+    path = work / "warm-up.toml"
+    path.write_text(BASE, encoding="utf-8")
+    polygen.load(path, backend="torch")(torch.ones(1, 2, 3))
+    path.unlink()
+
+
 def main() -> None:
     work = Path(sys.argv[1])
     limit_s = float(sys.argv[2])
     as_bytes = int(sys.argv[3])
     cases = json.loads(sys.stdin.read())
-    import polygen  # noqa: F401 - import (torch, sympy) before the address-space limit
-
+    _warm_up(work)
     resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
-
-    def timeout(signum: int, frame: object) -> None:
-        raise TimeoutError(f"case ran over {limit_s} s")
-
-    signal.signal(signal.SIGALRM, timeout)
+    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for case in cases:
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t0 = time.perf_counter()
-        signal.setitimer(signal.ITIMER_REAL, limit_s)
-        try:
-            res = _run_case(case, work)
-        except TimeoutError as e:
-            res = {"id": case["id"], "result": "TimeoutError", "message": str(e)}
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        res["seconds"] = time.perf_counter() - t0
-        res["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        res["rss_growth_kib"] = res["maxrss_kib"] - rss0
+        res = _fork_case(case, work, limit_s)
+        res["rss_growth_kib"] = max(0, res["maxrss_kib"] - base_kib)
         print(json.dumps(res), flush=True)
 
 

@@ -383,3 +383,44 @@ def test_an_inverse_root_domain_from_zero_says_what_to_write():
 
     e = _error(re.sub(r"domain = \[[^\]]*\]", 'domain = ["0", "1.5"]', text))
     assert e.field == "domain" and 'domain = ["1e-6", "1.5"]' in str(e)
+
+
+F32_ONLY = GOOD.replace('"a*x + b*x**3 + c*x**5"', '"1e5*x"').replace("repeat = 5", "repeat = 1").replace(
+    'expect = "bounded"', 'expect = "none"')
+
+
+def _views_pass_finite_dtypes() -> bool:
+    """Whether the emitter hands the verifier's dtypes to the templates (polygen/codegen/views.py)."""
+    from polygen.codegen.views import module_view
+    from polygen.driver import lower
+
+    return "finite_dtypes" in module_view(lower(polygen.parse_spec(GOOD, source="t.toml")), "torch", "")
+
+
+def _f32_only_function(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("POLYGEN_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "f32_only.toml"
+    path.write_text(F32_ONLY.replace('name = "t"', 'name = "f32_only"'))
+    return polygen.load(path, backend="torch"), torch
+
+
+def test_the_call_refuses_a_dtype_the_map_is_not_finite_in(tmp_path, monkeypatch):
+    """The runtime reads FINITE_DTYPES from the generated module and refuses the others by name."""
+    f, torch = _f32_only_function(tmp_path, monkeypatch)
+    mod = f._module("torch")
+    monkeypatch.setattr(mod, "FINITE_DTYPES", ("float32", "bfloat16", "float64"), raising=False)
+    G = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(f(G)).all()
+    with pytest.raises(ValueError, match=r"'f32_only' is not finite in float16"):
+        f(G.half())
+
+
+@pytest.mark.xfail(not _views_pass_finite_dtypes(), strict=True,
+                   reason="codegen/views.py module_view must pass finite_dtypes=py(stages.report.finite_dtypes)")
+def test_generated_modules_carry_the_dtypes_their_map_is_finite_in(tmp_path, monkeypatch):
+    f, torch = _f32_only_function(tmp_path, monkeypatch)
+    assert f._module("torch").FINITE_DTYPES == ("float32", "bfloat16", "float64")
+    with pytest.raises(ValueError, match="not finite in float16"):
+        f(torch.randn(4, 6).half())

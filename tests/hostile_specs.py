@@ -364,6 +364,8 @@ def valid_cases(sentinel: str) -> list[tuple[str, str, str, str]]:
     brackets = 'description = """\n' + "\n".join(["[ " * 39] * 50) + '\n"""'
     cases += [
         ("description of 4,000 [ [ [", "brackets.toml", _sub('description = "corpus base"', brackets), BASE),
+        ("description: [ and 3,998 spaces", "spaces.toml", _sub('description = "corpus base"', 'description = """\n'
+                                                              + _WIDE[:3_999] + '\n"""'), BASE),
         ("description of 4,000 [[x]]", "headers.toml", _sub('description = "corpus base"', 'description = """'
                                                           + "\n[[steps]]\n[x]" * 285 + '"""'), BASE),
         ("4,000-space label after a [", "wide.toml", _sub('label = "ns5"', 'label = """' + _WIDE[:3_999] + '"""'),

@@ -96,7 +96,9 @@ def test_load_runs_every_dtype_to_its_tolerance(name, dtype):
     assert f.plan_for(G.shape, dtype) in f.plans
 
 
-def test_load_refuses_a_dtype_it_does_not_serve():
-    f = polygen.load("muon_ns5", backend="torch", accuracy="fastest")
-    with pytest.raises(TypeError, match="float64, float32, bfloat16, float16"):
-        f(torch.zeros(4, 8, dtype=torch.complex64))
+@pytest.mark.parametrize("accuracy", ["fastest", "guard"])
+def test_load_refuses_a_dtype_it_does_not_serve(accuracy):
+    f = polygen.load("muon_ns5", backend="torch", accuracy=accuracy)
+    for dtype in (torch.complex64, torch.int64):
+        with pytest.raises(TypeError, match="floating-point tensor of float64, float32, bfloat16, float16"):
+            f(torch.zeros(4, 8, dtype=dtype))

@@ -55,7 +55,10 @@ def norm_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def dtype_class(dtype: torch.dtype) -> str:
     """The key of a module's plan table for a served dtype (float64 runs the float32 plans; polygen.dtypes)."""
-    return _DTYPE_CLASS[dtype]
+    cls = _DTYPE_CLASS.get(dtype)
+    if cls is None:
+        raise TypeError(f"polygen expects a floating-point tensor of {', '.join(DTYPES)}, got {dtype}")
+    return cls
 
 
 def rank_plans(plans: Plans, m: int, n: int, dtype: torch.dtype) -> list[Plan]:

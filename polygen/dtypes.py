@@ -1,9 +1,9 @@
 """The dtypes polygen serves and how each is planned: one table, read by the compiler (which never imports
 torch: dtypes are names here) and by the run-time code that keys a generated module's plan tables.
 
-float64 has no plans of its own: restarts are placed against a dtype's unit roundoff, and a plan placed for
-float32's roundoff keeps float64's smaller rounding within the same budget, so float64 runs float32's plans
-(priced at its own item size).
+float64 has no plans of its own: restarts are placed against a dtype's unit roundoff, and every segment a
+placement for float32's roundoff admits is admitted for float64's smaller one too, so float64 runs float32's
+plans (valid, though possibly with a restart float64 alone would not need), priced at its own item size.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from polygen.ir.spectral import SpectralMap
 from polygen.passes.normalize import normalize
 from polygen.passes.pipeline import Stages, candidate_plans
 from polygen.passes.validate_translation import validate_translation
-from polygen.passes.verify_convergence import verify_convergence, verify_map
+from polygen.passes.verify_convergence import Report, require_finite, verify_convergence, verify_map, with_plan_peaks
 from polygen.spec import load_spec
 
 
@@ -23,23 +23,33 @@ def _spec(spec: Any) -> SpectralMap:
 
 
 @functools.lru_cache(maxsize=64)
-def _normalized_plans(smap: SpectralMap) -> tuple[SpectralMap, dict]:
-    # [A] spec -> normalized spectral map
+def _report(smap: SpectralMap) -> Report:
+    # [A] spec -> its scalar map on the domain: the claim, and every constant and intermediate finite
+    return verify_map(smap)
+
+
+@functools.lru_cache(maxsize=64)
+def _normalized_plans(smap: SpectralMap) -> tuple[SpectralMap, dict, dict[str, float]]:
+    # a map that overflows float32/float64 is the spec's error (located), not a plan's: checked before any plan
+    require_finite(smap, _report(smap))
+    # [B] spec -> normalized spectral map
     spectral = normalize(smap)
-    # [B] spectral map -> candidate schedules per dtype class (the direct plan once, Gram plans per dtype)
+    # [C] spectral map -> candidate schedules per dtype class (the direct plan once, Gram plans per dtype)
     plans = candidate_plans(spectral)
-    # [B'] translation validation: every plan, interpreted on the domain, computes the spec's map (else no code)
-    validate_translation(smap, plans)
-    return spectral, plans
+    # [C'] translation validation: every plan, interpreted on the domain, computes the spec's map (else no code);
+    # it also bounds each dtype class's intermediates
+    peaks = validate_translation(smap, plans)
+    return spectral, plans, peaks
 
 
 @functools.lru_cache(maxsize=64)
 def lower(smap: SpectralMap, check: bool = True) -> Stages:
-    """Every stage of one spec: [A] normalized map, [B] candidate schedules, [C] the convergence report."""
-    spectral, plans = _normalized_plans(smap)
-    # [C] spec -> convergence verified on the domain (the map's fixed point only, when not checking)
-    report = verify_convergence(smap) if check else verify_map(smap)
-    return Stages(smap, spectral, report, plans)
+    """Every stage of one spec: [B] normalized map, [C] candidate schedules, [A] the convergence report (its
+    finite dtypes narrowed to those the plans' intermediates fit)."""
+    spectral, plans, peaks = _normalized_plans(smap)
+    # [A] spec -> convergence verified on the domain (the map's fixed point only, when not checking)
+    report = verify_convergence(smap, _report(smap)) if check else _report(smap)
+    return Stages(smap, spectral, with_plan_peaks(smap, report, peaks), plans)
 
 
 def compile_stages(spec: Any, *, check: bool = True) -> Stages:
@@ -86,7 +96,7 @@ def _generate(smap: SpectralMap, backend: str) -> str:
 
 def clear_caches() -> None:
     """Forget the stages and sources built in this process (for tests that watch the compiler run)."""
-    for fn in (_normalized_plans, lower, _generate):
+    for fn in (_report, _normalized_plans, lower, _generate):
         fn.cache_clear()
 
 

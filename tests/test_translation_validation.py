@@ -98,3 +98,23 @@ def test_user_and_recovered_specs_are_validated(monkeypatch):
     ns5 = (Fraction(0), Fraction("3.4445"), Fraction(0), Fraction("-4.7750"), Fraction(0), Fraction("2.0315"))
     polygen.generate(polygen.parse_spec(spec_text_for([ns5] * 5, "torch.float32"), source="<recovered>"))
     assert calls[0] == "sqrt_g_g_" and calls[1].startswith("recovered_")
+
+
+def test_plan_intermediates_narrow_the_dtypes_a_module_runs_in():
+    """The interpreter bounds every plan's intermediates (a Gram plan's Q, which the map never shows): the Gram
+    plan of muon_ns5 reaches more than its map's largest value, and a dtype class whose plans would overflow
+    its dtype is dropped from FINITE_DTYPES, or refused outright when it is float32 or float64."""
+    from dataclasses import replace
+
+    from polygen.errors import ConvergenceError
+    from polygen.passes.verify_convergence import with_plan_peaks
+
+    smap = polygen.load_spec("muon_ns5")
+    stages = driver.lower(smap)
+    peaks = driver._normalized_plans(smap)[2]
+    assert peaks["float32"] > stages.report.largest  # Q = p(x)/x near 0, the map's slope there (3.4445^5)
+    assert stages.report.finite_dtypes == ("float32", "bfloat16", "float16", "float64")
+    narrowed = with_plan_peaks(smap, stages.report, dict(peaks, float16=1e4))
+    assert narrowed.finite_dtypes == ("float32", "bfloat16", "float64")
+    with pytest.raises(ConvergenceError, match=r"not finite in float32: an intermediate of the float32 plans"):
+        with_plan_peaks(smap, replace(stages.report), dict(peaks, float32=1e38))

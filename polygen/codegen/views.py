@@ -129,6 +129,7 @@ def module_view(stages: Stages, backend: str, about: str, source_label: str | No
         "input_kind_literal": py(smap.input_kind), "target_doc": Code(TARGET_DOC[smap.target]),
         "norm_literal": py(smap.normalization.norm), "safety": py(smap.normalization.safety),
         "eps": py(smap.normalization.eps), "rescale_literal": py(out.rescale), "exponent": py(out.exponent),
+        "finite_dtypes": py(stages.report.finite_dtypes),
     }
 
 

@@ -25,8 +25,11 @@ def _scalar(v: Scalar, params: dict[str, Any]) -> Any:
     return v.value(params) if isinstance(v, Ref) else float(v)
 
 
-def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int = 0) -> tuple[Any, ...]:
-    """Values of ``sched.outputs`` at normalized singular values ``x`` (numpy array)."""
+def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int = 0,
+              peak: dict[str, float] | None = None) -> tuple[Any, ...]:
+    """Values of ``sched.outputs`` at normalized singular values ``x`` (numpy array). ``peak``, when given, gets
+    the largest magnitude each op's output name takes (NaN as inf): a plan's own
+    intermediates (a Gram plan's Q grows like y/x) must fit the dtype it runs in, not only the map's."""
     x = np.asarray(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
     env: dict[str, Any] = {INPUT: x.copy()}
@@ -63,6 +66,9 @@ def interpret(sched: Schedule, x: Any, *, unit_roundoff: float = 0.0, seed: int 
                 runtime[op.out] = float(best)
             case _:  # pragma: no cover - Op kinds are closed
                 raise ValueError(op.kind)
+        if peak is not None and op.out in env:
+            top = float(np.max(np.abs(env[op.out]), initial=0.0))
+            peak[op.out] = max(peak.get(op.out, 0.0), np.inf if np.isnan(top) else top)
 
     runtime: dict[str, float] = {}  # fitted scalars, visible to the ops after their fit
     with np.errstate(all="ignore"):

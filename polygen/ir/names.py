@@ -43,7 +43,7 @@ TEMPLATE_NAMES = frozenset({
     "torch", "triton", "tl", "triton_op", "wrap_triton", "math", "os", "typing", "polygen", "Problem",
     "lincomb", "matmul", "pair_matmul", "sym_matmul", "choose_plan", "apply", "coef", "table",
     "tile_shared_bytes",
-    "SPEC_NAME", "SPEC_HASH", "POLYGEN_VERSION", "BACKEND", "TARGET", "POWER", "INPUT_KIND", "MATMULS",
+    "SPEC_NAME", "SPEC_HASH", "POLYGEN_VERSION", "BACKEND", "TARGET", "POWER", "INPUT_KIND", "FINITE_DTYPES", "MATMULS",
     "LONG_SIDE_SUMS", "PROBLEM", "PLAN_FUNCTIONS",
 })
 COMPILER_NAMES = TEMPLATE_NAMES | {INPUT}

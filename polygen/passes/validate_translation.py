@@ -41,14 +41,15 @@ def domain_grid(smap: SpectralMap, points: int = GRID_POINTS) -> np.ndarray:
     return np.unique(x)
 
 
-def plan_error(smap: SpectralMap, sched: Schedule, x: np.ndarray) -> tuple[float, float, float, float]:
+def plan_error(smap: SpectralMap, sched: Schedule, x: np.ndarray,
+               peak: dict[str, float] | None = None) -> tuple[float, float, float, float]:
     """(worst relative error, where, the plan's value, the map's value) over the outputs at the points ``x``.
 
     The error is taken against max(|map|, 1e-4·max|map|), so values near a zero of the map count absolutely.
     Where the map itself is not finite (allowed only with expect = "none") the point is skipped; where the map
     is finite and the plan is not, the error is infinite."""
     exact = evaluate_map(smap, x)
-    got = interpret(sched, x)
+    got = interpret(sched, x, peak=peak)
     worst = (0.0, float(x[0]), 0.0, 0.0)
     with np.errstate(all="ignore"):
         for out, value in zip(smap.outputs, got):
@@ -66,19 +67,25 @@ def plan_error(smap: SpectralMap, sched: Schedule, x: np.ndarray) -> tuple[float
     return worst
 
 
-def validate_translation(smap: SpectralMap, plans: Mapping[str, Mapping[str, Schedule]]) -> None:
+def validate_translation(smap: SpectralMap, plans: Mapping[str, Mapping[str, Schedule]]) -> dict[str, float]:
     """Raise ScheduleError unless every plan in ``plans`` (dtype class -> form -> schedule) computes ``smap``'s
-    spectral map to TOLERANCE on the domain grid; a schedule shared by several dtype classes is run once."""
+    spectral map to TOLERANCE on the domain grid; a schedule shared by several dtype classes is run once.
+    Returns, per dtype class, the largest magnitude any of its plans' intermediates reaches on the grid."""
     x = domain_grid(smap)
-    seen: set[int] = set()
+    peaks: dict[int, float] = {}
+    largest: dict[str, float] = {}
     for dtype, forms in plans.items():
         for form, sched in forms.items():
-            if id(sched) in seen:
+            if id(sched) in peaks:
+                largest[dtype] = max(largest.get(dtype, 0.0), peaks[id(sched)])
                 continue
-            seen.add(id(sched))
-            err, at, got, want = plan_error(smap, sched, x)
+            peak: dict[str, float] = {}
+            err, at, got, want = plan_error(smap, sched, x, peak)
+            peaks[id(sched)] = max(peak.values(), default=0.0)
+            largest[dtype] = max(largest.get(dtype, 0.0), peaks[id(sched)])
             if not err <= TOLERANCE:
                 raise ScheduleError(
                     f"{smap.name} ({smap.source}): the {form} plan for {dtype} does not compute the spec's spectral "
                     f"map: {got!r} instead of {want!r} at x = {at!r} (relative error {err:.3g} > {TOLERANCE:g}). "
                     "This is a compiler bug; no code was generated. Please report it with the spec.")
+    return largest

@@ -9,7 +9,7 @@ module, which refuses the others at call time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -164,10 +164,37 @@ def _unnormalized_error(smap: SpectralMap, y: np.ndarray, t: np.ndarray, finite:
                            f"s^{e:g}); set [output] rescale = \"norm\", exponent = {k:g}")
 
 
-def verify_convergence(smap: SpectralMap) -> Report:
-    """Raise :class:`ConvergenceError` when the map breaks its ``[verify]`` claim on the domain."""
-    rep = verify_map(smap)
+def verify_convergence(smap: SpectralMap, rep: Report | None = None) -> Report:
+    """Raise :class:`ConvergenceError` when the map breaks its ``[verify]`` claim on the domain (``rep``: its
+    report, when already made)."""
+    rep = verify_map(smap) if rep is None else rep
     if not rep.ok:
         raise ConvergenceError("; ".join(rep.failures) + f"\n{rep}", source=smap.source, field="verify",
                                line=smap.line_of("verify") or smap.line_of("domain"))
     return rep
+
+
+def require_finite(smap: SpectralMap, rep: Report) -> None:
+    """Raise :class:`ConvergenceError` when the map's values overflow a dtype every module serves (float32,
+    float64), whatever the spec's ``expect``: no plan of it could run."""
+    failures = [f for f in rep.failures if f.startswith("not finite in")]
+    if failures:
+        raise ConvergenceError("; ".join(failures) + f"\n{rep}", source=smap.source, field="verify",
+                               line=smap.line_of("verify") or smap.line_of("domain"))
+
+
+def with_plan_peaks(smap: SpectralMap, rep: Report, peaks: dict[str, float]) -> Report:
+    """The report with ``finite_dtypes`` narrowed to the dtypes whose plans' intermediates (``peaks``: dtype
+    class -> largest magnitude, from validate_translation) also fit with HEADROOM; a required dtype that no
+    longer fits is a ConvergenceError naming the plan class."""
+    from polygen.dtypes import plan_class
+
+    keep = tuple(d for d in rep.finite_dtypes if peaks.get(plan_class(d), 0.0) * HEADROOM <= DTYPE_MAX[d])
+    lost = [d for d in REQUIRED if d in rep.finite_dtypes and d not in keep]
+    if lost:
+        d = lost[0]
+        raise ConvergenceError(f"not finite in {d}: an intermediate of the {plan_class(d)} plans reaches "
+                               f"{peaks[plan_class(d)]:.3g} on the domain (at most {DTYPE_MAX[d] / HEADROOM:.3g})",
+                               source=smap.source, field="verify",
+                               line=smap.line_of("verify") or smap.line_of("domain"))
+    return rep if keep == rep.finite_dtypes else replace(rep, finite_dtypes=keep)

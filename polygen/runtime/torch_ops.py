@@ -30,6 +30,7 @@ Plans = dict[str, tuple[tuple[Plan, tuple[tuple[tuple[int, int], float], ...]], 
 _TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # The plan table of each served dtype, from the one classification the compiler uses too (polygen.dtypes).
 _DTYPE_CLASS = {getattr(torch, name): plan_class(name) for name in DTYPES}
+_DTYPE_NAME = {getattr(torch, name): name for name in DTYPES}
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Problem:
     exponent: float  # the power of the input scale the output is multiplied by (rescale = "norm")
     chunks: bool = False  # eager CPU batches run in chunks of about tuning.CPU_CHUNK_BYTES of input
     triton: bool = False  # the kernels run on CUDA tensors, or on the CPU under TRITON_INTERPRET=1
+    finite: tuple[str, ...] = DTYPES  # the dtypes every constant and intermediate of the map fits (the verifier's)
 
 
 def norm_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -288,6 +290,10 @@ def _check_input(G: torch.Tensor, problem: Problem) -> None:
         raise ValueError(f"{problem.name} expects a (..., m, n) matrix, got shape {tuple(G.shape)}")
     if G.dtype not in _DTYPE_CLASS:
         raise TypeError(f"{problem.name} expects a floating-point tensor of {', '.join(DTYPES)}, got {G.dtype}")
+    if _DTYPE_NAME[G.dtype] not in problem.finite:
+        raise ValueError(f"{problem.name} does not run in {_DTYPE_NAME[G.dtype]}: a constant or an intermediate value "
+                         f"of its map exceeds that dtype's range (the verifier's bound); it runs in "
+                         f"{', '.join(problem.finite)}")
     if problem.triton:
         if not (G.is_cuda or _TRITON_INTERPRET):
             raise RuntimeError(f"the Triton backend of {problem.name} runs on CUDA tensors (or on CPU under "

@@ -493,3 +493,38 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _renamed(name: str, *edits: tuple[str, str]) -> str:
+    """A shipped spec's text with ``edits`` applied, each of which must match."""
+    text = (SPECS / f"{name}.toml").read_text().replace(f'name = "{name}"', f'name = "{name}_renamed"')
+    for old, new in edits:
+        assert old in text, (name, old)
+        text = text.replace(old, new)
+    return text
+
+
+_SQRT_TO_G = (('norm = "frobenius"', 'symbol = "u"\nnorm = "frobenius"'), ('init = "g"', 'init = "u"'))
+# Valid specs that name their symbols the way the compiler names its own (issue 23: g and g_ both became G_, and a
+# spec that verified computed another function): (id, text, the shipped spec it must compute, to 1e-12 in float64).
+RENAMED: list[tuple[str, str, str]] = [
+    ("sqrt: variables g and g_", _renamed(
+        "sqrt_coupled_ns", *_SQRT_TO_G, ("[variables.y]", "[variables.g]"), ("[variables.z]", "[variables.g_]"),
+        ('"3/2 - z*y/2"', '"3/2 - g_*g/2"'), ('{ y = "y*t", z = "t*z" }', '{ g = "g*t", g_ = "t*g_" }'),
+        ('var = "y"', 'var = "g"')), "sqrt_coupled_ns"),
+    ("sqrt: variables g_ and g, swapped", _renamed(
+        "sqrt_coupled_ns", *_SQRT_TO_G, ("[variables.y]", "[variables.g_]"), ("[variables.z]", "[variables.g]"),
+        ('"3/2 - z*y/2"', '"3/2 - g*g_/2"'), ('{ y = "y*t", z = "t*z" }', '{ g_ = "g_*t", g = "t*g" }'),
+        ('var = "y"', 'var = "g_"')), "sqrt_coupled_ns"),
+    ("muon^p: variables g and g_", _renamed(
+        "muonp_1_3", ('norm = "frobenius"', 'symbol = "u"\nnorm = "frobenius"'), ("[variables.x]", "[variables.g]"),
+        ("[variables.y]", "[variables.g_]"), ('init = "g"', 'init = "u"'),
+        ('{ y = "y - c*(y**3 - x)" }', '{ g_ = "g_ - c*(g_**3 - g)" }'), ('var = "y"', 'var = "g_"')), "muonp_1_3"),
+    ("ns5: temporaries' names t0, c0, i0, t1", _renamed(
+        "muon_ns5", ('norm = "frobenius"', 'symbol = "g_"\nnorm = "frobenius"'), ("[variables.x]", "[variables.g]"),
+        ('init = "g"', 'init = "g_"'), ('{ a = "3.4445", b = "-4.7750", c = "2.0315" }',
+                                        '{ t0 = "3.4445", c0 = "-4.7750", i0 = "2.0315" }'),
+        ('update = { x = "a*x + b*x**3 + c*x**5" }',
+         'let = { t1 = "g*g" }\nupdate = { g = "t0*g + c0*g*t1 + i0*g*t1**2" }'), ('var = "x"', 'var = "g"')),
+     "muon_ns5"),
+]

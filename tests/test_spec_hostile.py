@@ -123,3 +123,23 @@ def test_the_injection_payload_would_run(tmp_path):
     sentinel = tmp_path / "PWNED"
     exec(corpus.payload(str(sentinel)))  # noqa: S102 - proving the payload is live
     assert sentinel.exists()
+
+
+@pytest.mark.parametrize("case", corpus.RENAMED, ids=[c[0] for c in corpus.RENAMED])
+def test_symbols_named_like_the_compilers_own_compute_the_same_map(case, tmp_path, monkeypatch):
+    """Spec symbols spelled like generated code's own names (g beside g_, which both became G_; temporaries t0, c0,
+    i0) compute what the shipped spec computes, in float64 to 1e-12: names can merge nothing."""
+    import torch
+
+    import polygen
+
+    name, text, shipped = case
+    monkeypatch.setenv("POLYGEN_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / f"{shipped}_renamed.toml"
+    path.write_text(text)
+    gen = torch.Generator().manual_seed(0)
+    G = torch.randn(3, 24, 40, generator=gen, dtype=torch.float64)
+    if polygen.load_spec(shipped).input_kind == "symmetric":
+        G = G @ G.mT / 40 + 1e-3 * torch.eye(24, dtype=torch.float64)
+    got, want = polygen.load(path, backend="torch")(G), polygen.load(shipped, backend="torch")(G)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -175,12 +175,11 @@ def verify_convergence(smap: SpectralMap, rep: Report | None = None) -> Report:
 
 
 def require_finite(smap: SpectralMap, rep: Report) -> None:
-    """Raise :class:`ConvergenceError` when the map's values overflow a dtype every module serves (float32,
-    float64), whatever the spec's ``expect``: no plan of it could run."""
-    failures = [f for f in rep.failures if f.startswith("not finite in")]
-    if failures:
-        raise ConvergenceError("; ".join(failures) + f"\n{rep}", source=smap.source, field="verify",
-                               line=smap.line_of("verify") or smap.line_of("domain"))
+    """Raise :class:`ConvergenceError` (with every failure of ``rep``, the blow-up interval first) when the map's
+    values overflow a dtype every module serves (float32, float64), whatever the spec's ``expect``: no plan of it
+    could run."""
+    if any(f.startswith("not finite in") for f in rep.failures):
+        verify_convergence(smap, rep)
 
 
 def with_plan_peaks(smap: SpectralMap, rep: Report, peaks: dict[str, float]) -> Report:

@@ -228,7 +228,10 @@ def test_compiled_training_step_has_no_graph_break_in_the_optimizer_slow(kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, fullgraph, kw", [
     ("muon", True, {"ns_dtype": torch.float32}),  # fp32: bf16 rounding would differ with inductor's fusions
-    ("shampoo", True, {}),
+    # Tiny's embedding factors are exactly singular (24 draws of 12 tokens): at the default ε = 1e-12 the
+    # bias-corrected factors' roots amplify Inductor's other rounding to 6e-4 in three steps (4e-5 even without
+    # the correction); ε = 1e-8 keeps the comparison well-posed (1e-5)
+    ("shampoo", True, {"epsilon": 1e-8}),
     ("muon_adamw", False, {"ns_dtype": torch.float32}),  # torch's AdamW.step graph-breaks on purpose (#104053)
 ])
 def test_inductor_compiled_step_matches_eager(kind, fullgraph, kw):

@@ -55,10 +55,14 @@ def candidates(smap: SpectralMap, dtype: str = "float32") -> dict[str, Schedule]
 def choose_among(plans: dict[str, Schedule], m: int, n: int, *, batch: int = 1, dtype: str = "float32",
                  backend: str = "torch") -> tuple[str, dict[str, Cost]]:
     """The cheapest of ``plans`` for an (m, n) problem (ties go to the direct form), with every plan's cost
-    (priced at ``dtype``'s own item size: float64 runs float32's plans, moving twice the bytes)."""
+    priced at ``dtype``'s own item size (float64 runs float32's plans, moving twice the bytes). The choice is
+    priced as the generated module's cost polynomials price it, by the plan class (float32 for float64), so
+    that ``schedule`` names the plan that runs."""
     costs = {name: plan_cost(s, m, n, batch=batch, dtype=dtype_name(dtype), backend=backend)
              for name, s in plans.items()}
-    best = min(costs, key=lambda k: (costs[k].seconds, k != "direct"))
+    ranked = costs if plan_class(dtype) == dtype_name(dtype) else {
+        name: plan_cost(s, m, n, batch=batch, dtype=plan_class(dtype), backend=backend) for name, s in plans.items()}
+    best = min(ranked, key=lambda k: (ranked[k].seconds, k != "direct"))
     return best, costs
 
 

@@ -409,3 +409,12 @@ def test_a_dtype_the_map_is_not_finite_in_is_refused_at_call_time(tmp_path, monk
     for run in (f, mod.apply):
         with pytest.raises(ValueError, match=r"f32_only does not run in float16: .* it runs in float32, bfloat16"):
             run(G.half())
+
+
+def test_nested_arrays_of_tables_take_every_index():
+    """``[[a]]``, ``[[a.b]]``, ``[a.b.c]``: the table is a/1/b/0/c of the second a (the locator once indexed only
+    the longest array prefix, recording a/1/b/c); no spec field nests arrays of tables, but a line must be right."""
+    from polygen.spec.locate import Locator
+
+    loc = Locator("[[a]]\n[[a.b]]\n[a.b.c]\nz = 3\n[[a]]\n[[a.b]]\n[a.b.c]\nz = 4\n")
+    assert loc.line_of(("a", 0, "b", 0, "c", "z")) == 4 and loc.line_of(("a", 1, "b", 0, "c", "z")) == 8

@@ -8,7 +8,10 @@ What does not decide the text is left out, so that it cannot make shipped module
 Triton, SymPy or NumPy (the text never reads them; a library that would derive other text is what
 ``polygen check`` finds, by regenerating and comparing), the run-time modules the text calls (torch_ops.py,
 triton_ops.py), and the other backend's emitter and templates. A torch-only install therefore runs the shipped
-torch modules as they are, and an edit to the Triton emitter leaves the torch modules current.
+torch modules as they are, and an edit to the Triton emitter leaves the torch modules current. The price: a
+change to a run-time helper's name or signature that generated text calls (``torch_ops.apply``, ``Problem``)
+must come with a new polygen version, or cached user modules of the same version fail at import or call
+instead of being recompiled.
 """
 
 from __future__ import annotations

@@ -285,11 +285,14 @@ class Locator:
 
 
 def _in_array(parts: tuple, counts: dict[tuple, int]) -> tuple:
-    """``[steps.let]`` below ``[[steps]]`` is a table of the latest steps entry: ("steps", i, "let")."""
-    for k in range(len(parts), 0, -1):
-        if parts[:k] in counts:
-            return parts[:k] + (counts[parts[:k]] - 1,) + parts[k:]
-    return parts
+    """``[steps.let]`` below ``[[steps]]`` is a table of the latest steps entry: ("steps", i, "let"); every
+    prefix that is an array of tables takes its latest index (``[[a]]``, ``[[a.b]]``, ``[a.b.c]``: a/0/b/0/c)."""
+    out: tuple = ()
+    for p in parts:
+        out += (p,)
+        if out in counts:
+            out += (counts[out] - 1,)
+    return out
 
 
 def field_name(path: tuple) -> str:

@@ -328,6 +328,16 @@ def test_numeric_fields_have_ranges(old, new, field):
     assert e.field == field and e.line == line_of(text, new.splitlines()[-1]), str(e)
 
 
+def test_an_unnormalized_input_has_a_domain_in_its_own_units():
+    """With ``[input] norm = "none"`` the domain is the matrix's raw spectrum: up to 1e6, not 100."""
+    text = GOOD.replace('domain = ["1e-3", "1"]', 'domain = ["1e-3", "500"]')
+    assert "hi <= 100 (normalized" in str(_error(text))
+    raw = text.replace('domain = ["1e-3", "500"]', 'domain = ["1e-3", "500"]\n[input]\nnorm = "none"')
+    polygen.parse_spec(raw, source="raw.toml")  # parses: 500 is within an unnormalized domain's range
+    e = _error(raw.replace('"500"', '"1e7"'))
+    assert e.field == "domain" and "hi <= 1e+06 (singular values or eigenvalues of the unnormalized input)" in str(e)
+
+
 def test_inverse_root_r_and_fit_interval_have_ranges():
     root = spec_text("inv_root_2")[0]
     e = _error(root.replace('r = "2"', 'r = "1000000"'))

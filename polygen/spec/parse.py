@@ -64,6 +64,7 @@ MAX_ROOT = 32  # r of an inverse root (built-ins: 2, 4)
 SAFETY = (1e-2, 1e2)  # [input] safety (built-ins: 2/(r+1) … 1.01)
 MAX_EPS = 1e-3  # [input] eps (built-ins: 1e-30, 1e-7)
 MAX_DOMAIN = 1e2  # normalized singular values / eigenvalues (built-ins: hi <= 2.5)
+MAX_RAW_DOMAIN = 1e6  # ... of an input taken as it is ([input] norm = "none")
 MIN_DOMAIN = 1e-12  # a positive lower end of the domain (built-ins: >= 1e-6)
 MAX_COEFFICIENT = 1e6  # |coefficient| and |table entry| (built-ins: <= 160)
 MAX_TOLERANCE = 1.0  # [verify] tolerance: a relative error
@@ -229,9 +230,12 @@ def parse_spec(text: str, source: str = "<str>") -> SpectralMap:
     if not isinstance(domain_raw, list) or len(domain_raw) != 2:
         raise ctx.error(("domain",), "domain must be a list of two numbers [lo, hi]")
     lo, hi = (ctx.number(v, ("domain",)) for v in domain_raw)
-    if not 0.0 <= lo < hi <= MAX_DOMAIN:
-        raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi <= {MAX_DOMAIN:g} (normalized singular "
-                                     f"values or eigenvalues), got [{lo:g}, {hi:g}]")
+    # an unnormalized input's domain is in the matrix's own units (raw eigenvalues), a normalized one's near 1
+    raw = isinstance(doc.get("input"), dict) and doc["input"].get("norm") == "none"
+    top, units = (MAX_RAW_DOMAIN, "singular values or eigenvalues of the unnormalized input") if raw else (
+        MAX_DOMAIN, "normalized singular values or eigenvalues")
+    if not 0.0 <= lo < hi <= top:
+        raise ctx.error(("domain",), f"domain must satisfy 0 <= lo < hi <= {top:g} ({units}), got [{lo:g}, {hi:g}]")
     if lo == 0.0 and target == "inverse_root":
         raise ctx.error(("domain",), f"an inverse root is infinite at 0, so its domain must start above 0: write "
                                      f"domain = [\"1e-6\", \"{hi:g}\"] (or the smallest eigenvalue it must handle)")

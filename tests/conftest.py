@@ -49,3 +49,21 @@ def same_state(a: object, b: object) -> bool:
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def generated_names(source: str) -> set[str]:
+    """Every name a generated module binds or reads at module level and inside its plan functions (``_plan*``;
+    other functions count by their own name only): what a spec symbol's code name must never meet."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        plan = isinstance(node, ast.FunctionDef) and node.name.startswith("_plan")
+        for sub in ast.walk(node) if plan or not isinstance(node, ast.FunctionDef) else [node]:
+            if isinstance(sub, ast.Name):
+                names.add(sub.id)
+            elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
+                names.add(sub.name)
+            elif isinstance(sub, ast.alias):
+                names.add((sub.asname or sub.name).split(".")[0])
+    return names

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+from conftest import generated_names
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
@@ -150,17 +151,7 @@ def test_spec_names_are_checked_against_what_generated_code_binds():
     function, except the spec's own fitted parameters: a template binding a new name fails here."""
     fitted = {"alpha"}
     for path in glob.glob(str(REPO / "generated" / "*" / "*.py")):
-        tree = ast.parse(Path(path).read_text())
-        names = set()
-        for node in tree.body:
-            for sub in ast.walk(node) if not isinstance(node, ast.FunctionDef) or node.name.startswith("_plan") \
-                    else [node]:
-                if isinstance(sub, ast.Name):
-                    names.add(sub.id)
-                elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
-                    names.add(sub.name)
-                elif isinstance(sub, ast.alias):
-                    names.add((sub.asname or sub.name).split(".")[0])
+        names = generated_names(Path(path).read_text())
         for name in sorted(n for n in names if n[:1].islower() and n not in fitted):
             with pytest.raises(ValueError):
                 check_name(name, "fitted parameter", in_code=True)

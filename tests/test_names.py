@@ -16,6 +16,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from conftest import generated_names
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -111,24 +112,12 @@ def test_compiler_names_cover_what_generated_modules_use():
     """Every name a generated module binds or reads at module level or in a plan function, except its spec's
     symbols' code names, is one ir/names.py knows as the compiler's: so the Namer's escape covers every name a
     template uses, and a template that starts using a new one fails here until it is added there."""
-    import ast
-
     for spec in polygen.list_specs():
         smap = polygen.load_spec(spec)
         ours = {matrix_name(v.name) for v in smap.variables}
         ours |= {scalar_name(st_.fit.param) for st_ in smap.steps if st_.fit is not None}
         for backend in ("torch", "triton"):
-            tree = ast.parse(polygen.generate(smap, backend=backend))
-            used = set()
-            for node in tree.body:
-                plan = isinstance(node, ast.FunctionDef) and node.name.startswith("_plan")
-                for sub in ast.walk(node) if plan or not isinstance(node, ast.FunctionDef) else [node]:
-                    if isinstance(sub, ast.Name):
-                        used.add(sub.id)
-                    elif isinstance(sub, (ast.FunctionDef, ast.ClassDef)):
-                        used.add(sub.name)
-                    elif isinstance(sub, ast.alias):
-                        used.add((sub.asname or sub.name).split(".")[0])
+            used = generated_names(polygen.generate(smap, backend=backend))
             strangers = {n for n in used - ours if not is_compiler_name(n) and n not in (GRAM_X, GRAM_R, GRAM_Q)}
             assert not strangers, (spec, backend, strangers)
             assert not {n for n in ours if is_compiler_name(n)}, (spec, ours)

@@ -13,10 +13,8 @@ same texts, the regex one before issue 23. Median of 5 runs each; figures go to 
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -26,6 +24,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import hostile_specs as corpus  # noqa: E402
 
 import polygen  # noqa: E402
+from polygen.compare import time_call  # noqa: E402
 from polygen.spec.locate import Locator  # noqa: E402
 
 LENGTHS = (100, 250, 500, 1000, 2000, 3000, 4000)
@@ -44,15 +43,6 @@ def unknown_key(n: int) -> str:
 def array(n: int) -> str:
     """A line the locator walks character by character: an array of n characters under an unknown key."""
     return corpus.BASE + "\nzz = [" + ("1, " * n)[:n - 2].rstrip(", ") + "]\n"
-
-
-def median_s(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def parse(text: str) -> None:
@@ -81,11 +71,13 @@ def main() -> None:
     for n, make in [(n, description) for n in LENGTHS] + [(n, unknown_key) for n in WIDE] + \
             [(n, array) for n in LENGTHS + WIDE]:
         text = make(n)
-        t_parse, t_loc = median_s(lambda text=text: parse(text)), median_s(lambda text=text: Locator(text))
+        t_parse = time_call(lambda text=text: parse(text), warmup=0)
+        t_loc = time_call(lambda text=text: Locator(text), warmup=0)
         row = f"{n:>10} {t_parse * 1e3:>10.2f}ms {t_loc * 1e3:>10.3f}ms"
         if old is not None:
             if n <= args.old_max and make is description:
-                row += f" {median_s(lambda text=text: old(text), repeat=1 if n > 1000 else 3) * 1e3:>10.1f}ms"
+                t_old = time_call(lambda text=text: old(text), repeats=1 if n > 1000 else 3, warmup=0)
+                row += f" {t_old * 1e3:>10.1f}ms"
             else:
                 row += f" {'(skipped)':>12}"
         print(row + {description: "", unknown_key: "  (in a string under an unknown key)",
